@@ -1,0 +1,171 @@
+"""The composition root: builds every long-lived object once and runs adapters and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bot.catalog import Catalog, default_catalog, load_catalog
+from bot.delivery import DeliveryRouter
+from bot.errors import ConfigurationError
+from bot.interfaces import Provider
+from bot.media.loader import MediaReferenceLoader
+from bot.media.store import FileMediaStore
+from bot.policy import ChannelPolicy
+from bot.providers.runware.client import RunwareProvider
+from bot.providers.sandbox.provider import SandboxProvider
+from bot.service import ImageService
+from bot.settings import Settings
+from bot.storage import SqliteStore, store_from_url
+from bot.worker import Worker
+
+__all__ = ["App", "build_app", "build_catalog", "build_providers", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """The running core: what adapters and the CLI are given."""
+
+    settings: Settings
+    catalog: Catalog
+    store: SqliteStore
+    media: FileMediaStore
+    providers: Mapping[str, Provider]
+    router: DeliveryRouter
+    service: ImageService
+    worker: Worker
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    """The seed catalog, with ``BANANABOT_CATALOG_FILE`` (JSON overrides) applied.
+
+    Raises:
+        ConfigurationError: the file is unreadable or has unknown fields.
+    """
+    if settings.catalog_file is None:
+        return default_catalog()
+    try:
+        overrides: dict[str, dict[str, Any]] = json.loads(settings.catalog_file.read_text("utf-8"))
+        return load_catalog(overrides)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"BANANABOT_CATALOG_FILE: {exc}") from exc
+
+
+def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, Provider]:
+    """Every provider that can run here: Runware with a key; the sandbox always.
+
+    Raises:
+        ConfigurationError: ``BANANABOT_PROVIDERS`` names a provider without its key, or an
+            unknown one.
+    """
+    providers: dict[str, Provider] = {
+        "sandbox": SandboxProvider(delay=settings.sandbox_delay),
+    }
+    if settings.runware_api_key is not None:
+        providers["runware"] = RunwareProvider(
+            api_key=settings.runware_api_key.get_secret_value(),
+            api_url=settings.runware_api_url,
+            client=client,
+            model_ids={
+                "nano-banana-pro": settings.runware_model_pro,
+                "nano-banana-2": settings.runware_model_nb2,
+            },
+            poll_initial=settings.poll_initial,
+            poll_max=settings.poll_max,
+            deadline=settings.provider_deadline,
+        )
+    for name in settings.configured_providers():
+        if name not in providers:
+            known = {"runware": "RUNWARE_API_KEY"}
+            hint = f" (set {known[name]})" if name in known else ""
+            raise ConfigurationError(
+                f"BANANABOT_PROVIDERS names {name!r}, which is not available{hint}"
+            )
+    return providers
+
+
+@asynccontextmanager
+async def build_app(settings: Settings) -> AsyncIterator[App]:
+    """Build the store, HTTP client, media store, providers, service and worker.
+
+    Everything is closed in reverse order when the context exits.
+
+    Raises:
+        ConfigurationError: for settings that cannot work.
+    """
+    async with AsyncExitStack() as stack:
+        catalog = build_catalog(settings)
+        store = await stack.enter_async_context(store_from_url(settings.database_url))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
+                follow_redirects=False,
+                headers={"User-Agent": "bananabot/0.1"},
+            )
+        )
+        media = FileMediaStore(settings.data_dir / "media")
+        providers = build_providers(settings, client)
+        router = DeliveryRouter()
+        worker = Worker(
+            catalog=catalog,
+            jobs=store,
+            reader=store,
+            ledger=store,
+            media=media,
+            providers=providers,
+            delivery=router,
+            concurrency={name: settings.concurrency for name in providers},
+        )
+        service = ImageService(
+            catalog=catalog,
+            jobs=store,
+            reader=store,
+            ledger=store,
+            policies=store,
+            media=media,
+            providers={name: p.capabilities for name, p in providers.items()},
+            routing=settings.configured_providers(),
+            references=MediaReferenceLoader(client=client, media=media),
+            delivery=router,
+            default_policy=ChannelPolicy(
+                max_tolerance=settings.safety_max_default,
+                force_check_content=settings.force_check_content,
+            ),
+            wake=worker.wake,
+        )
+        yield App(settings, catalog, store, media, providers, router, service, worker)
+
+
+async def run(settings: Settings) -> None:
+    """``bananabot run``: workers plus every adapter with credentials, else the playground.
+
+    Runs until cancelled (Ctrl-C).
+    """
+    from adapters.web.server import WebPlayground  # adapters are loaded by name, late
+
+    async with build_app(settings) as app:
+        adapters: list[str] = []
+        if settings.discord_token is not None:
+            log.warning("DISCORD_TOKEN is set, but the Discord adapter is not in this version yet")
+        if settings.slack_bot_token is not None:
+            log.warning("SLACK_BOT_TOKEN is set, but the Slack adapter is not in this version yet")
+        async with asyncio.TaskGroup() as group:
+            group.create_task(app.worker.run(), name="worker")
+            if not adapters:
+                playground = WebPlayground(
+                    service=app.service,
+                    media=app.media,
+                    host=settings.web_host,
+                    port=settings.web_port,
+                )
+                app.router.register(playground.platform, playground)
+                group.create_task(playground.serve(), name="web")

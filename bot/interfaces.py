@@ -1,0 +1,312 @@
+"""The seams the core owns: providers, the store, the media store and delivery (Protocols).
+
+Providers, storage backends and adapters implement these; the core never imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from bot.budgets import BudgetCap, CapUsage
+from bot.catalog import ResolvedSize
+from bot.models import ImageRequest, Job, JobUpdate, Origin, ReferenceImage, ResultImage
+from bot.policy import ChannelPolicy
+
+__all__ = [
+    "Delivery",
+    "EnqueueResult",
+    "GeneratedImage",
+    "GenerationResult",
+    "GenerationTask",
+    "JobQueue",
+    "JobReader",
+    "LedgerBook",
+    "MediaStore",
+    "PolicyBook",
+    "Provider",
+    "ProviderCapabilities",
+    "ReferenceData",
+    "ReferenceLoader",
+    "StoredMedia",
+    "TaskIdCallback",
+]
+
+
+# --- providers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCapabilities:
+    """What a provider can do, as data.
+
+    Attributes:
+        models: neutral model names it serves.
+        max_references: reference images per request.
+        inline_references: references may be sent as bytes (data URI / inline parts);
+            False means the provider needs URLs it can fetch.
+        reports_cost: the provider reports each task's real cost (else the estimate settles).
+        resumable: a stored task id can be polled after a crash (Runware taskUUID).
+        nsfw_flag: results carry an NSFW flag.
+    """
+
+    models: frozenset[str]
+    max_references: int = 14
+    inline_references: bool = True
+    reports_cost: bool = True
+    resumable: bool = True
+    nsfw_flag: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceData:
+    """A reference image's bytes as sent to a provider (already validated and downscaled)."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationTask:
+    """Everything a provider needs for one job.
+
+    Attributes:
+        job_id: bananabot's job id (for logs only).
+        request: the request after policy.
+        size: the resolved size (exact width x height, or resolution only).
+        references: the reference images in request order.
+    """
+
+    job_id: str
+    request: ImageRequest
+    size: ResolvedSize
+    references: tuple[ReferenceData, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One image a provider produced.
+
+    Attributes:
+        data: the encoded image bytes.
+        seed: the seed the provider reports for it, if any.
+        cost_micros: this image's cost in micro-dollars, if the provider reported it.
+        nsfw: the provider flagged it (Runware ``NSFWContent``).
+        provider_url: the provider's URL for it, if any (used as a download fallback).
+    """
+
+    data: bytes
+    seed: int | None = None
+    cost_micros: int | None = None
+    nsfw: bool = False
+    provider_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    """A finished generation. ``cost_micros`` is the provider-reported total, if any."""
+
+    images: tuple[GeneratedImage, ...]
+    cost_micros: int | None = None
+    notices: tuple[str, ...] = field(default=())
+
+
+TaskIdCallback = Callable[[str], Awaitable[None]]
+"""Called with the provider's task id before the provider is asked to do paid work."""
+
+
+class Provider(Protocol):
+    """An image provider (Runware, Runflow, Runbase, Gemini, the sandbox).
+
+    ``generate`` must call ``on_task_id`` (which durably stores the id) before the request
+    that makes the provider spend money, so a crash after it resumes by polling.
+    """
+
+    name: str
+    capabilities: ProviderCapabilities
+
+    async def generate(self, task: GenerationTask, on_task_id: TaskIdCallback) -> GenerationResult:
+        """Run one generation to completion.
+
+        Raises:
+            bot.errors.ProviderError: a subclass saying what went wrong and if retryable.
+        """
+        ...
+
+    async def resume(self, task: GenerationTask, task_id: str) -> GenerationResult:
+        """Finish a generation started before a restart, by its task id, without resubmitting.
+
+        Raises:
+            bot.errors.ProviderError: as for ``generate``.
+        """
+        ...
+
+
+# --- media -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMedia:
+    """An image in the media store: its key, mime type and pixel size."""
+
+    key: str
+    mime_type: str
+    width: int
+    height: int
+
+
+class MediaStore(Protocol):
+    """Content-addressed image bytes (references and results)."""
+
+    async def put_image(self, data: bytes) -> StoredMedia:
+        """Store encoded image bytes.
+
+        Raises:
+            bot.errors.ReferenceImageError: if the bytes are not an allowed image.
+        """
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """Return the bytes for a key.
+
+        Raises:
+            bot.errors.NotFound: if nothing is stored under ``key``.
+        """
+        ...
+
+    async def derive_reference(self, key: str, max_side: int) -> StoredMedia:
+        """A stored image re-encoded as a reference: longest side at most ``max_side`` px.
+
+        Returns the image itself when it is already small enough.
+
+        Raises:
+            bot.errors.NotFound: if nothing is stored under ``key``.
+        """
+        ...
+
+
+class ReferenceLoader(Protocol):
+    """Turns what a person attached into a stored, validated reference image."""
+
+    async def load(self, source: bytes | str, index: int = -1) -> ReferenceImage:
+        """Load encoded bytes or an http(s) URL; ``index`` is for error messages.
+
+        Raises:
+            bot.errors.ReferenceImageError: not an allowed image, too large, unreachable.
+        """
+        ...
+
+
+# --- store -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """The stored job, its queue position (1 = next), and whether this call created it."""
+
+    job: Job
+    position: int
+    created: bool
+
+
+class JobQueue(Protocol):
+    """The job table as a queue; every method is one transaction."""
+
+    async def enqueue(self, job: Job, caps: Sequence[BudgetCap], now: datetime) -> EnqueueResult:
+        """Store a queued job and reserve ``job.estimate_micros`` against every cap at once.
+
+        A job whose idempotency key exists already is returned unchanged (created=False),
+        with no second reservation.
+
+        Raises:
+            bot.errors.BudgetExceeded: the first cap the reservation would exceed; nothing
+                is stored.
+        """
+        ...
+
+    async def claim(self, provider: str, now: datetime, job_id: str | None = None) -> Job | None:
+        """Take the next queued job for ``provider``, round-robin between users (or exactly
+        ``job_id`` if it is still queued)."""
+        ...
+
+    async def set_task_id(self, job_id: str, task_id: str, now: datetime) -> None:
+        """Durably record the provider's task id of a running job."""
+        ...
+
+    async def finish(
+        self, job_id: str, images: Sequence[ResultImage], cost_micros: int, now: datetime
+    ) -> Job:
+        """Store results and settle: release the reservation, charge ``cost_micros``.
+
+        Idempotent: a job already terminal is returned unchanged.
+        """
+        ...
+
+    async def fail(
+        self, job_id: str, code: str, message: str, now: datetime, *, cancelled: bool = False
+    ) -> Job:
+        """Mark a job failed (or cancelled) and refund its reservation in full. Idempotent."""
+        ...
+
+
+class JobReader(Protocol):
+    """Read access to jobs and results."""
+
+    async def get_job(self, job_id: str) -> Job:
+        """Raises: bot.errors.NotFound."""
+        ...
+
+    async def get_results(self, job_id: str) -> list[ResultImage]: ...
+
+    async def queue_positions(self, limit: int) -> list[tuple[Job, int]]:
+        """The first ``limit`` queued jobs in claim order with their positions (1 = next)."""
+        ...
+
+    async def jobs_in_status(self, status: str, limit: int) -> list[Job]: ...
+
+    async def recent_jobs(self, workspace_id: str, user_id: str, limit: int) -> list[Job]:
+        """A person's latest jobs, newest first."""
+        ...
+
+    async def requeue(self, job_id: str, now: datetime) -> None:
+        """Put a running job that never reached its provider back in the queue."""
+        ...
+
+
+class LedgerBook(Protocol):
+    """Budget caps and what counts against them."""
+
+    async def set_cap(self, cap: BudgetCap, now: datetime) -> None: ...
+
+    async def remove_cap(self, cap: BudgetCap) -> bool: ...
+
+    async def caps_for(self, origin: Origin) -> list[BudgetCap]:
+        """Every cap that applies to a job from ``origin``."""
+        ...
+
+    async def list_caps(self, workspace_id: str) -> list[BudgetCap]: ...
+
+    async def usage(self, caps: Sequence[BudgetCap], now: datetime) -> list[CapUsage]: ...
+
+
+class PolicyBook(Protocol):
+    """Safety policies per workspace ("" channel) and per channel."""
+
+    async def get_policy(self, workspace_id: str, channel_id: str) -> ChannelPolicy | None: ...
+
+    async def set_policy(
+        self, workspace_id: str, channel_id: str, policy: ChannelPolicy, now: datetime
+    ) -> None: ...
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+
+class Delivery(Protocol):
+    """How an adapter hears about its jobs: queued (with position), generating, done, failed."""
+
+    async def on_update(self, update: JobUpdate) -> None: ...

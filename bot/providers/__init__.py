@@ -1,0 +1,1 @@
+"""Image providers: each turns a :class:`bot.interfaces.GenerationTask` into images."""

@@ -1,0 +1,352 @@
+"""The core service: submit a request or an action on a result, without calling a provider."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.budgets import CapUsage
+from bot.catalog import Catalog, validate
+from bot.errors import InvalidRequest, NotFound, PolicyRefused
+from bot.interfaces import (
+    Delivery,
+    JobQueue,
+    JobReader,
+    LedgerBook,
+    MediaStore,
+    PolicyBook,
+    ProviderCapabilities,
+    ReferenceLoader,
+)
+from bot.models import (
+    ImageRequest,
+    Job,
+    JobAction,
+    JobStatus,
+    Origin,
+    Queued,
+    ReferenceImage,
+    ResultImage,
+)
+from bot.policy import ChannelPolicy, apply_policy, combine
+
+__all__ = ["Clock", "ImageService", "Submitted", "new_job_id", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+REFERENCE_MAX_SIDE = 2048
+"""Longest side of a reference image sent to a provider, in pixels."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """12 URL-safe characters (72 random bits): short enough for ``bb:vary:<id>:<i>``."""
+    return secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What ``submit`` answers: the job, its queue position, and whether it is new.
+
+    Attributes:
+        position: 1 = next to start; 0 if the job is no longer queued (a duplicate submit
+            of a job that already started or finished).
+        created: False when the idempotency key matched an existing job.
+    """
+
+    job: Job
+    position: int
+    created: bool
+
+    @property
+    def estimate_micros(self) -> int:
+        return self.job.estimate_micros
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        return self.job.notices
+
+
+class ImageService:
+    """Validates, applies policy, reserves budget and stores jobs; answers within milliseconds.
+
+    Args:
+        catalog: the model catalog.
+        jobs, reader, ledger, policies: the store (one object may implement all four).
+        media: the media store (results used as references for Upscale and Edit).
+        providers: provider name -> capabilities of every provider that can be named.
+        routing: provider names tried in order for a request that names none.
+        references: turns uploads, files and URLs into stored reference images.
+        delivery: where updates go (a :class:`bot.delivery.DeliveryRouter`).
+        default_policy: the policy of a workspace that has none stored.
+        wake: called after a job is queued, to wake the workers.
+        clock: the time source (UTC-aware).
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        jobs: JobQueue,
+        reader: JobReader,
+        ledger: LedgerBook,
+        policies: PolicyBook,
+        media: MediaStore,
+        providers: Mapping[str, ProviderCapabilities],
+        routing: Sequence[str],
+        references: ReferenceLoader,
+        delivery: Delivery,
+        default_policy: ChannelPolicy,
+        wake: Callable[[], None] = lambda: None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.catalog = catalog
+        self._jobs = jobs
+        self._reader = reader
+        self._ledger = ledger
+        self._policies = policies
+        self._media = media
+        self._providers = dict(providers)
+        self._routing = tuple(routing)
+        self._references = references
+        self._delivery = delivery
+        self._default_policy = default_policy
+        self._wake = wake
+        self._clock = clock
+
+    @property
+    def provider_names(self) -> tuple[str, ...]:
+        return tuple(self._providers)
+
+    async def load_reference(self, source: bytes | str, index: int = -1) -> ReferenceImage:
+        """Download (URL), read (path) or take (bytes) a reference image, validate, downscale
+        (longest side 2048 px) and store it. Call before ``submit``, off the ack path.
+
+        Raises:
+            ReferenceImageError: not an allowed image, too large, or unreachable.
+        """
+        return await self._references.load(source, index)
+
+    async def policy_for(self, origin: Origin) -> ChannelPolicy:
+        """The effective policy of the origin's channel (channel tightens workspace)."""
+        workspace = await self._policies.get_policy(origin.workspace_id, "")
+        channel = await self._policies.get_policy(origin.workspace_id, origin.channel_id)
+        return combine(workspace or self._default_policy, channel)
+
+    def choose_provider(self, request: ImageRequest, preferred: str | None) -> str:
+        """The provider for a request: ``preferred`` if given, else the first that fits.
+
+        Raises:
+            InvalidRequest: ``provider`` unknown, or none serves the model / reference count.
+        """
+        candidates = (preferred,) if preferred else self._routing
+        if preferred and preferred not in self._providers:
+            raise InvalidRequest(
+                "provider", f"provider {preferred!r} is not configured", tuple(self._providers)
+            )
+        for name in candidates:
+            assert name is not None
+            caps = self._providers[name]
+            if request.model in caps.models and len(request.references) <= caps.max_references:
+                return name
+        raise InvalidRequest(
+            "model",
+            f"no configured provider serves {request.model} with "
+            f"{len(request.references)} reference images",
+            self._routing,
+        )
+
+    async def submit(
+        self,
+        request: ImageRequest,
+        origin: Origin,
+        *,
+        idempotency_key: str,
+        provider: str | None = None,
+        action: JobAction = JobAction.IMAGINE,
+        parent: tuple[str, int] | None = None,
+    ) -> Submitted:
+        """Queue a request: validate, apply policy, reserve the estimate, store the job.
+
+        Never calls a provider. A second call with the same ``idempotency_key`` (a platform
+        retry) returns the first job and reserves nothing.
+
+        Args:
+            request: the neutral request (references already stored in the media store).
+            origin: where it came from; its caps and policy apply.
+            idempotency_key: derived from the platform's own ids (interaction id, event id).
+            provider: a provider name to force, or None to route.
+            action, parent: lineage for Vary / Upscale / Edit (parent job id, image index).
+
+        Raises:
+            InvalidRequest: a field outside what the model allows (names field and values).
+            BudgetExceeded: a cap would be exceeded; nothing is stored or charged.
+        """
+        size = validate(self.catalog, request)
+        decision = apply_policy(request, await self.policy_for(origin))
+        chosen = self.choose_provider(decision.request, provider)
+        estimate = self.catalog.estimate_micros(decision.request, size)
+        now = self._clock()
+        job = Job(
+            id=new_job_id(),
+            origin=origin,
+            request=decision.request,
+            action=action,
+            parent_job_id=parent[0] if parent else None,
+            parent_index=parent[1] if parent else None,
+            provider=chosen,
+            estimate_micros=estimate,
+            idempotency_key=idempotency_key,
+            notices=decision.notices,
+            created_at=now,
+            updated_at=now,
+        )
+        caps = await self._ledger.caps_for(origin)
+        result = await self._jobs.enqueue(job, caps, now)
+        if result.created:
+            log.info(
+                "job queued",
+                extra={
+                    "job": job.id,
+                    "action": action.value,
+                    "provider": chosen,
+                    "estimate_micros": estimate,
+                    "position": result.position,
+                },
+            )
+            self._wake()
+            await self._delivery.on_update(Queued(job=result.job, position=result.position))
+        return Submitted(result.job, result.position, result.created)
+
+    async def act(
+        self,
+        action: JobAction,
+        job_id: str,
+        index: int,
+        origin: Origin,
+        *,
+        idempotency_key: str,
+        instruction: str | None = None,
+    ) -> Submitted:
+        """Vary, Upscale 4K or Edit image ``index`` of job ``job_id``, as a child job.
+
+        - vary: the same request with a new seed.
+        - upscale: the image as the only reference, 4K, the same aspect ratio.
+        - edit: the image as the only reference, ``instruction`` as the prompt, same size.
+
+        The person acting (``origin``) is charged, under their own caps and policy.
+
+        Raises:
+            NotFound: no such job or image.
+            InvalidRequest: e.g. upscaling an image that is already 4K, an empty instruction.
+            PolicyRefused: the image was withheld (NSFW) and cannot be acted on.
+            BudgetExceeded: as for ``submit``.
+        """
+        parent = await self._reader.get_job(job_id)
+        images = await self._reader.get_results(job_id)
+        if parent.status is not JobStatus.SUCCEEDED or not 0 <= index < len(images):
+            raise NotFound(f"job {job_id} has no image {index + 1}")
+        image = images[index]
+        if image.withheld:
+            raise PolicyRefused("image", "this image was withheld as NSFW and cannot be reused")
+        request = await self._child_request(action, parent.request, image, instruction)
+        return await self.submit(
+            request,
+            origin,
+            idempotency_key=idempotency_key,
+            action=action,
+            parent=(job_id, index),
+        )
+
+    async def _child_request(
+        self,
+        action: JobAction,
+        parent: ImageRequest,
+        image: ResultImage,
+        instruction: str | None,
+    ) -> ImageRequest:
+        spec = self.catalog.model(parent.model)
+        found = spec.tier_of(image.width, image.height)
+        tier, ratio = found if found else (parent.resolution or spec.default_tier, None)
+        if action is JobAction.VARY:
+            seed = secrets.randbelow(2**32)
+            while image.seed is not None and seed == image.seed:
+                seed = secrets.randbelow(2**32)
+            return parent.model_copy(update={"seed": seed})
+        if action is JobAction.UPSCALE and tier == "4K":
+            raise InvalidRequest("resolution", "this image is already 4K", spec.tiers)
+        text = (instruction or "").strip()
+        if action is JobAction.EDIT and not text:
+            raise InvalidRequest("prompt", "an edit needs an instruction", ("3..45000 characters",))
+        if action not in (JobAction.UPSCALE, JobAction.EDIT):
+            raise InvalidRequest("action", f"unknown action {action!r}", ("vary", "upscale", "edit"))
+        common: dict[str, object] = {
+            "references": (await self._as_reference(image),),
+            "width": None,
+            "height": None,
+            "number_results": 1,
+            "seed": None,
+        }
+        if action is JobAction.UPSCALE:
+            return parent.model_copy(update={**common, "resolution": "4K", "aspect_ratio": ratio})
+        return parent.model_copy(
+            update={**common, "prompt": text, "resolution": tier, "aspect_ratio": ratio}
+        )
+
+    async def _as_reference(self, image: ResultImage) -> ReferenceImage:
+        stored = await self._media.derive_reference(image.media_key, REFERENCE_MAX_SIDE)
+        return ReferenceImage(
+            media_key=stored.key,
+            mime_type=stored.mime_type,
+            width=stored.width,
+            height=stored.height,
+            source=f"result {image.job_id}#{image.index + 1}",
+        )
+
+    async def cancel(self, job_id: str, origin: Origin) -> Job:
+        """Cancel a queued job of the same person and refund it in full.
+
+        Raises:
+            NotFound: no such job for this person.
+            InvalidRequest: the job already started (the provider bills started work).
+        """
+        job = await self._reader.get_job(job_id)
+        if job.origin.user_id != origin.user_id or job.origin.workspace_id != origin.workspace_id:
+            raise NotFound(f"no job {job_id}")
+        if job.status is not JobStatus.QUEUED:
+            raise InvalidRequest(
+                "job", f"job {job_id} is {job.status.value} and cannot be cancelled"
+            )
+        return await self._jobs.fail(
+            job_id, "cancelled", "cancelled", self._clock(), cancelled=True
+        )
+
+    async def job(self, job_id: str) -> tuple[Job, list[ResultImage]]:
+        """A job and its images. Raises: NotFound."""
+        return await self._reader.get_job(job_id), await self._reader.get_results(job_id)
+
+    async def recent(self, origin: Origin, limit: int = 20) -> list[Job]:
+        """The person's latest jobs, newest first."""
+        return await self._reader.recent_jobs(origin.workspace_id, origin.user_id, limit)
+
+    async def budget(self, origin: Origin) -> list[CapUsage]:
+        """Every cap that applies to ``origin`` with what is spent, held and left."""
+        caps = await self._ledger.caps_for(origin)
+        return await self._ledger.usage(caps, self._clock())
+
+    async def positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """Current queue positions of those of ``job_ids`` that are still queued."""
+        wanted = set(job_ids)
+        return {
+            job.id: position
+            for job, position in await self._reader.queue_positions(limit=10_000)
+            if job.id in wanted
+        }

@@ -1,0 +1,116 @@
+"""Configuration from the environment and ``.env`` (pydantic-settings).
+
+Credentials people already have keep their conventional names (``DISCORD_TOKEN``,
+``RUNWARE_API_KEY``, ...); every outbound endpoint has an overridable base URL; bananabot's
+own settings start with ``BANANABOT_``. ``.env.example`` lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.models import SafetyTolerance
+
+__all__ = ["Settings"]
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable name as the alias."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- credentials (conventional names, no prefix) ---
+    discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
+    runware_api_key: SecretStr | None = Field(None, validation_alias=_env("RUNWARE_API_KEY"))
+    runflow_api_key: SecretStr | None = Field(None, validation_alias=_env("RUNFLOW_API_KEY"))
+    runbase_api_key: SecretStr | None = Field(None, validation_alias=_env("RUNBASE_API_KEY"))
+    gemini_api_key: SecretStr | None = Field(None, validation_alias=_env("GEMINI_API_KEY"))
+    database_url: str = Field("sqlite:///bananabot.db", validation_alias=_env("DATABASE_URL"))
+
+    # --- endpoints ---
+    runware_api_url: str = Field(
+        "https://api.runware.ai/v1", validation_alias=_env("RUNWARE_API_URL")
+    )
+    runflow_api_url: str = Field(
+        "https://api.runflow.io/v1", validation_alias=_env("RUNFLOW_API_URL")
+    )
+    runbase_api_url: str = Field(
+        "https://runbase.net/api/v1", validation_alias=_env("RUNBASE_API_URL")
+    )
+    gemini_api_url: str | None = Field(None, validation_alias=_env("GEMINI_API_URL"))
+    discord_api_url: str = Field(
+        "https://discord.com/api/v10", validation_alias=_env("DISCORD_API_URL")
+    )
+    discord_gateway_url: str | None = Field(None, validation_alias=_env("DISCORD_GATEWAY_URL"))
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+
+    # --- bananabot ---
+    providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("BANANABOT_PROVIDERS")
+    )
+    data_dir: Path = Field(Path("data"), validation_alias=_env("BANANABOT_DATA_DIR"))
+    web_host: str = Field("127.0.0.1", validation_alias=_env("BANANABOT_WEB_HOST"))
+    web_port: int = Field(8080, ge=0, le=65535, validation_alias=_env("BANANABOT_WEB_PORT"))
+    safety_max_default: SafetyTolerance = Field(
+        "none", validation_alias=_env("BANANABOT_SAFETY_MAX_DEFAULT")
+    )
+    force_check_content: bool = Field(False, validation_alias=_env("BANANABOT_FORCE_CHECK_CONTENT"))
+    concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("BANANABOT_CONCURRENCY"))
+    sandbox_delay: float = Field(0.5, ge=0, le=60, validation_alias=_env("BANANABOT_SANDBOX_DELAY"))
+    provider_deadline: float = Field(
+        600.0, gt=0, validation_alias=_env("BANANABOT_PROVIDER_DEADLINE")
+    )
+    poll_initial: float = Field(1.0, gt=0, validation_alias=_env("BANANABOT_POLL_INITIAL"))
+    poll_max: float = Field(10.0, gt=0, validation_alias=_env("BANANABOT_POLL_MAX"))
+    http_timeout: float = Field(60.0, gt=0, validation_alias=_env("BANANABOT_HTTP_TIMEOUT"))
+    runware_model_pro: str = Field(
+        "google:4@2", validation_alias=_env("BANANABOT_RUNWARE_MODEL_PRO")
+    )
+    runware_model_nb2: str = Field(
+        "google:4@3", validation_alias=_env("BANANABOT_RUNWARE_MODEL_NB2")
+    )
+    catalog_file: Path | None = Field(None, validation_alias=_env("BANANABOT_CATALOG_FILE"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("BANANABOT_LOG_LEVEL")
+    )
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    def configured_providers(self) -> list[str]:
+        """Provider names in routing order: ``BANANABOT_PROVIDERS`` if set, else every
+        provider that has a key, else the sandbox."""
+        if self.providers:
+            return list(self.providers)
+        keyed = ["runware"] if self.runware_api_key else []
+        return keyed or ["sandbox"]
+
+    def secret_fields(self) -> tuple[str, ...]:
+        return tuple(
+            name
+            for name, field in type(self).model_fields.items()
+            if field.annotation in (SecretStr, SecretStr | None)
+        )

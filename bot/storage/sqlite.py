@@ -1,0 +1,550 @@
+"""The SQLite store (aiosqlite): jobs, results, the append-only ledger, caps and policies.
+
+Correctness under concurrency follows shared/reference/reliability-security-perf.md §1.2:
+every write is one ``BEGIN IMMEDIATE`` transaction on the single writer connection (so a
+reservation's check and insert cannot interleave with another's), readers use their own
+connection in WAL mode, and the ledger is append-only (triggers refuse UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.budgets import BudgetCap, CapScope, CapUsage, Period, cap_label, period_bounds
+from bot.errors import BudgetExceeded, NotFound
+from bot.interfaces import EnqueueResult
+from bot.models import ImageRequest, Job, JobAction, JobStatus, Origin, ResultImage
+from bot.policy import ChannelPolicy
+
+__all__ = ["SqliteStore"]
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+async def _one(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    """Run a statement and return its first row, in one trip to the connection's thread."""
+    rows = await db.execute_fetchall(sql, args)
+    return next(iter(rows), None)  # type: ignore[arg-type]
+
+
+async def _all(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    return list(await db.execute_fetchall(sql, args))  # type: ignore[arg-type]
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, SQL) for every file in ``bot/storage/migrations``, in order."""
+    folder = resources.files("bot.storage") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class SqliteStore:
+    """Implements ``JobQueue``, ``JobReader``, ``LedgerBook`` and ``PolicyBook`` on one file.
+
+    Use as an async context manager, or call :meth:`open` and :meth:`close`.
+
+    Args:
+        path: the database file (``":memory:"`` is not supported: two connections share it).
+        busy_timeout: seconds a connection waits for another process's lock.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, switch to WAL, and apply pending migrations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._writer.execute("PRAGMA journal_mode=WAL")
+        await self._migrate(self._writer)
+        self._reader = await self._connect()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for version, sql in migrations():
+            if version <= current:
+                continue
+            log.info("applying migration", extra={"version": version, "path": str(self.path)})
+            await db.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={version};\nCOMMIT;"
+            )
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        assert self._reader is not None, "store is not open"
+        return self._reader
+
+    @asynccontextmanager
+    async def _write(self, *, transaction: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer connection, exclusively; inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` unless
+        ``transaction`` is False (a single statement is atomic on its own)."""
+        assert self._writer is not None, "store is not open"
+        async with self._lock:
+            db = self._writer
+            if not transaction:
+                yield db
+                return
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    # --- JobQueue ------------------------------------------------------------------------
+
+    async def enqueue(self, job: Job, caps: Sequence[BudgetCap], now: datetime) -> EnqueueResult:
+        async with self._write() as db:
+            existing = await _one(
+                db, "SELECT * FROM jobs WHERE idempotency_key = ?", (job.idempotency_key,)
+            )
+            if existing is not None:
+                found = _job(existing)
+                return EnqueueResult(found, await self._position(db, existing), created=False)
+            for usage in await self._usage(db, caps, now):
+                used = usage.spent_micros + usage.held_micros
+                if used + job.estimate_micros > usage.cap.limit_micros:
+                    raise BudgetExceeded(
+                        cap_label(usage.cap),
+                        usage.cap.limit_micros,
+                        usage.left_micros,
+                        job.estimate_micros,
+                        usage.resets_at,
+                    )
+            fair_round = await self._fair_round(db, job)
+            origin = job.origin
+            row = await _one(
+                db,
+                """INSERT INTO jobs (id, idempotency_key, platform, workspace_id, channel_id,
+                   user_id, origin_json, request_json, action, parent_job_id, parent_index,
+                   provider, status, fair_round, estimate_micros, notices_json, created_at,
+                   updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'queued',?,?,?,?,?)
+                   RETURNING *""",
+                (
+                    job.id,
+                    job.idempotency_key,
+                    origin.platform,
+                    origin.workspace_id,
+                    origin.channel_id,
+                    origin.user_id,
+                    origin.model_dump_json(),
+                    job.request.model_dump_json(exclude_none=True),
+                    job.action.value,
+                    job.parent_job_id,
+                    job.parent_index,
+                    job.provider,
+                    fair_round,
+                    job.estimate_micros,
+                    json.dumps(list(job.notices)),
+                    _ts(now),
+                    _ts(now),
+                ),
+            )
+            assert row is not None
+            await self._ledger(db, row, [("reserve", job.estimate_micros)], _ts(now), now)
+            return EnqueueResult(_job(row), await self._position(db, row), created=True)
+
+    async def _fair_round(self, db: aiosqlite.Connection, job: Job) -> int:
+        """Round-robin between users: a user's next job goes one round after their last
+        queued one, and never before the round the queue is serving now."""
+        row = await _one(
+            db,
+            """SELECT (SELECT MIN(fair_round) FROM jobs WHERE provider = ? AND status = 'queued'),
+                      (SELECT MAX(fair_round) FROM jobs WHERE provider = ? AND status = 'queued'
+                       AND workspace_id = ? AND user_id = ?)""",
+            (job.provider, job.provider, job.origin.workspace_id, job.origin.user_id),
+        )
+        assert row is not None
+        serving, user_last = row[0], row[1]
+        return max(serving or 0, user_last + 1 if user_last is not None else 0)
+
+    async def _position(self, db: aiosqlite.Connection, row: aiosqlite.Row) -> int:
+        if row["status"] != "queued":
+            return 0
+        counted = await _one(
+            db,
+            """SELECT COUNT(*) FROM jobs WHERE provider = ? AND status = 'queued'
+               AND (fair_round < ? OR (fair_round = ? AND seq <= ?))""",
+            (row["provider"], row["fair_round"], row["fair_round"], row["seq"]),
+        )
+        return int(counted[0]) if counted else 0
+
+    async def claim(self, provider: str, now: datetime, job_id: str | None = None) -> Job | None:
+        only = "AND id = ?" if job_id is not None else ""
+        args: tuple[Any, ...] = (_ts(now), provider) + ((job_id,) if job_id is not None else ())
+        async with self._write(transaction=False) as db:
+            row = await _one(
+                db,
+                f"""UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?
+                   WHERE seq = (SELECT seq FROM jobs WHERE provider = ? AND status = 'queued'
+                                {only} ORDER BY fair_round, seq LIMIT 1)
+                   RETURNING *""",
+                args,
+            )
+        return _job(row) if row is not None else None
+
+    async def set_task_id(self, job_id: str, task_id: str, now: datetime) -> None:
+        async with self._write(transaction=False) as db:
+            await db.execute(
+                "UPDATE jobs SET provider_task_id = ?, updated_at = ? WHERE id = ?",
+                (task_id, _ts(now), job_id),
+            )
+
+    async def finish(
+        self, job_id: str, images: Sequence[ResultImage], cost_micros: int, now: datetime
+    ) -> Job:
+        async with self._write() as db:
+            row = await self._job_row(db, job_id)
+            if row["status"] in _TERMINAL:
+                return _job(row)
+            await db.executemany(
+                """INSERT INTO results (job_id, idx, media_key, mime_type, width, height, seed,
+                   cost_micros, nsfw, withheld, provider_url) VALUES (?,?,?,?,?,?,?,?,?,?,?)""",
+                [
+                    (
+                        job_id,
+                        i.index,
+                        i.media_key,
+                        i.mime_type,
+                        i.width,
+                        i.height,
+                        i.seed,
+                        i.cost_micros,
+                        int(i.nsfw),
+                        int(i.withheld),
+                        i.provider_url,
+                    )
+                    for i in images
+                ],
+            )
+            period_at = await self._period_at(db, job_id)
+            await self._ledger(
+                db, row, [("release", -row["estimate_micros"]), ("charge", cost_micros)],
+                period_at, now,
+            )
+            updated = await _one(
+                db,
+                """UPDATE jobs SET status = 'succeeded', cost_micros = ?, updated_at = ?
+                   WHERE id = ? RETURNING *""",
+                (cost_micros, _ts(now), job_id),
+            )
+        assert updated is not None
+        return _job(updated)
+
+    async def fail(
+        self, job_id: str, code: str, message: str, now: datetime, *, cancelled: bool = False
+    ) -> Job:
+        async with self._write() as db:
+            row = await self._job_row(db, job_id)
+            if row["status"] in _TERMINAL:
+                return _job(row)
+            period_at = await self._period_at(db, job_id)
+            await self._ledger(db, row, [("release", -row["estimate_micros"])], period_at, now)
+            updated = await _one(
+                db,
+                """UPDATE jobs SET status = ?, error_code = ?, error_message = ?, updated_at = ?
+                   WHERE id = ? RETURNING *""",
+                ("cancelled" if cancelled else "failed", code, message[:2000], _ts(now), job_id),
+            )
+        assert updated is not None
+        return _job(updated)
+
+    async def _job_row(self, db: aiosqlite.Connection, job_id: str) -> aiosqlite.Row:
+        row = await _one(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        return row
+
+    async def _period_at(self, db: aiosqlite.Connection, job_id: str) -> str:
+        row = await _one(
+            db, "SELECT period_at FROM ledger WHERE job_id = ? AND kind = 'reserve'", (job_id,)
+        )
+        if row is None:
+            raise NotFound(f"job {job_id} has no reservation")
+        return str(row[0])
+
+    async def _ledger(
+        self,
+        db: aiosqlite.Connection,
+        job: aiosqlite.Row,
+        entries: Sequence[tuple[str, int]],
+        period_at: str,
+        now: datetime,
+    ) -> None:
+        """Append ledger entries (kind, micro-dollars) for one job, in one trip."""
+        await db.executemany(
+            """INSERT INTO ledger (job_id, kind, amount_micros, provider, workspace_id,
+               channel_id, user_id, period_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)""",
+            [
+                (job["id"], kind, amount, job["provider"], job["workspace_id"],
+                 job["channel_id"], job["user_id"], period_at, _ts(now))
+                for kind, amount in entries
+            ],
+        )
+
+    # --- JobReader -----------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        return _job(await self._job_row(self._r, job_id))
+
+    async def get_results(self, job_id: str) -> list[ResultImage]:
+        rows = await _all(
+            self._r,
+            "SELECT * FROM results WHERE job_id = ? ORDER BY idx", (job_id,)
+        )
+        return [_result(row) for row in rows]
+
+    async def queue_positions(self, limit: int) -> list[tuple[Job, int]]:
+        rows = await _all(
+            self._r,
+            """SELECT *, ROW_NUMBER() OVER (PARTITION BY provider ORDER BY fair_round, seq)
+               AS position FROM jobs WHERE status = 'queued' ORDER BY fair_round, seq LIMIT ?""",
+            (limit,),
+        )
+        return [(_job(row), int(row["position"])) for row in rows]
+
+    async def jobs_in_status(self, status: str, limit: int) -> list[Job]:
+        rows = await _all(
+            self._r,
+            "SELECT * FROM jobs WHERE status = ? ORDER BY seq LIMIT ?", (status, limit)
+        )
+        return [_job(row) for row in rows]
+
+    async def recent_jobs(self, workspace_id: str, user_id: str, limit: int) -> list[Job]:
+        """A person's latest jobs, newest first."""
+        rows = await _all(
+            self._r,
+            """SELECT * FROM jobs WHERE workspace_id = ? AND user_id = ?
+               ORDER BY seq DESC LIMIT ?""",
+            (workspace_id, user_id, limit),
+        )
+        return [_job(row) for row in rows]
+
+    async def requeue(self, job_id: str, now: datetime) -> None:
+        async with self._write(transaction=False) as db:
+            await db.execute(
+                """UPDATE jobs SET status = 'queued', updated_at = ?
+                   WHERE id = ? AND status = 'running' AND provider_task_id IS NULL""",
+                (_ts(now), job_id),
+            )
+
+    # --- LedgerBook ----------------------------------------------------------------------
+
+    async def set_cap(self, cap: BudgetCap, now: datetime) -> None:
+        async with self._write() as db:
+            await db.execute(
+                """INSERT INTO budget_caps (scope, workspace_id, scope_id, period, limit_micros,
+                   updated_at) VALUES (?,?,?,?,?,?)
+                   ON CONFLICT (scope, workspace_id, scope_id, period)
+                   DO UPDATE SET limit_micros = excluded.limit_micros,
+                                 updated_at = excluded.updated_at""",
+                (
+                    cap.scope.value,
+                    cap.workspace_id,
+                    cap.scope_id,
+                    cap.period.value,
+                    cap.limit_micros,
+                    _ts(now),
+                ),
+            )
+
+    async def remove_cap(self, cap: BudgetCap) -> bool:
+        async with self._write() as db:
+            cur = await db.execute(
+                """DELETE FROM budget_caps WHERE scope = ? AND workspace_id = ? AND scope_id = ?
+                   AND period = ?""",
+                (cap.scope.value, cap.workspace_id, cap.scope_id, cap.period.value),
+            )
+            removed = cur.rowcount > 0
+            await cur.close()
+        return removed
+
+    async def caps_for(self, origin: Origin) -> list[BudgetCap]:
+        rows = await _all(
+            self._r,
+            """SELECT * FROM budget_caps WHERE workspace_id = ? AND (
+                 (scope = 'user' AND scope_id = ?) OR (scope = 'channel' AND scope_id = ?)
+                 OR scope = 'workspace')""",
+            (origin.workspace_id, origin.user_id, origin.channel_id),
+        )
+        return [_cap(row) for row in rows]
+
+    async def list_caps(self, workspace_id: str) -> list[BudgetCap]:
+        rows = await _all(
+            self._r,
+            "SELECT * FROM budget_caps WHERE workspace_id = ? ORDER BY scope, scope_id, period",
+            (workspace_id,),
+        )
+        return [_cap(row) for row in rows]
+
+    async def usage(self, caps: Sequence[BudgetCap], now: datetime) -> list[CapUsage]:
+        return await self._usage(self._r, caps, now)
+
+    async def _usage(
+        self, db: aiosqlite.Connection, caps: Sequence[BudgetCap], now: datetime
+    ) -> list[CapUsage]:
+        usages = []
+        for cap in caps:
+            start, end = period_bounds(cap.period, now)
+            where = ["workspace_id = ?"]
+            args: list[Any] = [cap.workspace_id]
+            if cap.scope is CapScope.USER:
+                where.append("user_id = ?")
+                args.append(cap.scope_id)
+            elif cap.scope is CapScope.CHANNEL:
+                where.append("channel_id = ?")
+                args.append(cap.scope_id)
+            if start is not None:
+                where.append("period_at >= ?")
+                args.append(_ts(start))
+            row = await _one(
+                db,
+                f"""SELECT COALESCE(SUM(CASE WHEN kind = 'charge' THEN amount_micros END), 0),
+                           COALESCE(SUM(CASE WHEN kind != 'charge' THEN amount_micros END), 0)
+                    FROM ledger WHERE {" AND ".join(where)}""",
+                args,
+            )
+            assert row is not None
+            usages.append(CapUsage(cap, int(row[0]), int(row[1]), end))
+        return usages
+
+    async def ledger_totals(self) -> dict[str, int]:
+        """Sum of every ledger kind, in micro-dollars (for invariant checks and reports)."""
+        rows = await _all(
+            self._r,
+            "SELECT kind, SUM(amount_micros) FROM ledger GROUP BY kind"
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    # --- PolicyBook ----------------------------------------------------------------------
+
+    async def get_policy(self, workspace_id: str, channel_id: str) -> ChannelPolicy | None:
+        row = await _one(
+            self._r,
+            "SELECT * FROM channel_policies WHERE workspace_id = ? AND channel_id = ?",
+            (workspace_id, channel_id),
+        )
+        if row is None:
+            return None
+        return ChannelPolicy(
+            max_tolerance=row["max_tolerance"], force_check_content=bool(row["force_check_content"])
+        )
+
+    async def set_policy(
+        self, workspace_id: str, channel_id: str, policy: ChannelPolicy, now: datetime
+    ) -> None:
+        async with self._write() as db:
+            await db.execute(
+                """INSERT INTO channel_policies (workspace_id, channel_id, max_tolerance,
+                   force_check_content, updated_at) VALUES (?,?,?,?,?)
+                   ON CONFLICT (workspace_id, channel_id) DO UPDATE SET
+                   max_tolerance = excluded.max_tolerance,
+                   force_check_content = excluded.force_check_content,
+                   updated_at = excluded.updated_at""",
+                (
+                    workspace_id,
+                    channel_id,
+                    policy.max_tolerance,
+                    int(policy.force_check_content),
+                    _ts(now),
+                ),
+            )
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    return Job(
+        id=row["id"],
+        origin=Origin.model_validate_json(row["origin_json"]),
+        request=ImageRequest.model_validate_json(row["request_json"]),
+        action=JobAction(row["action"]),
+        parent_job_id=row["parent_job_id"],
+        parent_index=row["parent_index"],
+        provider=row["provider"],
+        status=JobStatus(row["status"]),
+        provider_task_id=row["provider_task_id"],
+        estimate_micros=row["estimate_micros"],
+        cost_micros=row["cost_micros"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        idempotency_key=row["idempotency_key"],
+        notices=tuple(json.loads(row["notices_json"])),
+        created_at=_dt(row["created_at"]),
+        updated_at=_dt(row["updated_at"]),
+    )
+
+
+def _result(row: aiosqlite.Row) -> ResultImage:
+    return ResultImage(
+        job_id=row["job_id"],
+        index=row["idx"],
+        media_key=row["media_key"],
+        mime_type=row["mime_type"],
+        width=row["width"],
+        height=row["height"],
+        seed=row["seed"],
+        cost_micros=row["cost_micros"],
+        nsfw=bool(row["nsfw"]),
+        withheld=bool(row["withheld"]),
+        provider_url=row["provider_url"],
+    )
+
+
+def _cap(row: aiosqlite.Row) -> BudgetCap:
+    return BudgetCap(
+        scope=CapScope(row["scope"]),
+        workspace_id=row["workspace_id"],
+        scope_id=row["scope_id"],
+        period=Period(row["period"]),
+        limit_micros=row["limit_micros"],
+    )
