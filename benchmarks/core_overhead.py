@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from datetime import date
@@ -30,25 +30,23 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bot.budgets import BudgetCap, CapScope, Period  # noqa: E402
-from bot.catalog import default_catalog  # noqa: E402
-from bot.delivery import DeliveryRouter  # noqa: E402
-from bot.interfaces import (  # noqa: E402
+from bot.budgets import BudgetCap, CapScope, Period
+from bot.catalog import default_catalog
+from bot.delivery import DeliveryRouter
+from bot.interfaces import (
     GeneratedImage,
     GenerationResult,
     GenerationTask,
     ProviderCapabilities,
     TaskIdCallback,
 )
-from bot.media.loader import MediaReferenceLoader  # noqa: E402
-from bot.media.store import FileMediaStore  # noqa: E402
-from bot.models import ImageRequest, JobUpdate, Origin  # noqa: E402
-from bot.policy import ChannelPolicy  # noqa: E402
-from bot.service import ImageService, utcnow  # noqa: E402
-from bot.storage import SqliteStore  # noqa: E402
-from bot.worker import Worker  # noqa: E402
+from bot.media.loader import MediaReferenceLoader
+from bot.media.store import FileMediaStore
+from bot.models import ImageRequest, JobUpdate, Origin
+from bot.policy import ChannelPolicy
+from bot.service import ImageService, utcnow
+from bot.storage import SqliteStore
+from bot.worker import Worker
 
 
 def _png() -> bytes:
@@ -70,8 +68,9 @@ class InstantProvider:
     async def generate(self, task: GenerationTask, on_task_id: TaskIdCallback) -> GenerationResult:
         self._counter += 1
         await on_task_id(f"instant-{self._counter}")
-        return GenerationResult(images=(GeneratedImage(self._image, seed=1, cost_micros=60_000),),
-                                cost_micros=60_000)
+        return GenerationResult(
+            images=(GeneratedImage(self._image, seed=1, cost_micros=60_000),), cost_micros=60_000
+        )
 
     async def resume(self, task: GenerationTask, task_id: str) -> GenerationResult:
         return await self.generate(task, lambda _id: asyncio.sleep(0))
@@ -99,48 +98,81 @@ async def run(jobs: int, latency_jobs: int, concurrency: int) -> list[str]:
             timings = Timings()
             router = DeliveryRouter({"bench": timings})
             provider = InstantProvider()
-            worker = Worker(catalog=catalog, jobs=store, reader=store, ledger=store, media=media,
-                            providers={"instant": provider}, delivery=router,
-                            concurrency={"instant": concurrency}, idle_poll=0.5,
-                            position_interval=1.0)
+            worker = Worker(
+                catalog=catalog,
+                jobs=store,
+                reader=store,
+                ledger=store,
+                media=media,
+                providers={"instant": provider},
+                delivery=router,
+                concurrency={"instant": concurrency},
+                idle_poll=0.5,
+                position_interval=1.0,
+            )
             service = ImageService(
-                catalog=catalog, jobs=store, reader=store, ledger=store, policies=store,
-                media=media, providers={"instant": provider.capabilities}, routing=["instant"],
-                references=MediaReferenceLoader(client=client, media=media), delivery=router,
-                default_policy=ChannelPolicy(max_tolerance="none"), wake=worker.wake,
+                catalog=catalog,
+                jobs=store,
+                reader=store,
+                ledger=store,
+                policies=store,
+                media=media,
+                providers={"instant": provider.capabilities},
+                routing=["instant"],
+                references=MediaReferenceLoader(client=client, media=media),
+                delivery=router,
+                default_policy=ChannelPolicy(max_tolerance="none"),
+                wake=worker.wake,
             )
             for scope, scope_id in ((CapScope.WORKSPACE, "bench"), (CapScope.CHANNEL, "c")):
-                await store.set_cap(BudgetCap(scope=scope, workspace_id="bench", scope_id=scope_id,
-                                              period=Period.DAY, limit_micros=10**12), utcnow())
-            request = ImageRequest(prompt="a lighthouse at dusk", aspect_ratio="16:9",
-                                   resolution="1K")
+                await store.set_cap(
+                    BudgetCap(
+                        scope=scope,
+                        workspace_id="bench",
+                        scope_id=scope_id,
+                        period=Period.DAY,
+                        limit_micros=10**12,
+                    ),
+                    utcnow(),
+                )
+            request = ImageRequest(
+                prompt="a lighthouse at dusk", aspect_ratio="16:9", resolution="1K"
+            )
             worker_task = asyncio.create_task(worker.run())
             try:
                 latencies = []
                 for i in range(latency_jobs):
-                    origin = Origin(platform="bench", workspace_id="bench", channel_id="c",
-                                    user_id=f"u{i % 50}")
+                    origin = Origin(
+                        platform="bench", workspace_id="bench", channel_id="c", user_id=f"u{i % 50}"
+                    )
                     started = time.perf_counter()
                     submitted = await service.submit(request, origin, idempotency_key=f"l{i}")
                     event = timings.events.setdefault(submitted.job.id, asyncio.Event())
                     await event.wait()
                     latencies.append((timings.done[submitted.job.id] - started) * 1000)
                 started = time.perf_counter()
-                submitted_ids = await asyncio.gather(*(
-                    service.submit(request, Origin(platform="bench", workspace_id="bench",
-                                                   channel_id="c", user_id=f"u{i % 50}"),
-                                   idempotency_key=f"t{i}")
-                    for i in range(jobs)
-                ))
+                submitted_ids = await asyncio.gather(
+                    *(
+                        service.submit(
+                            request,
+                            Origin(
+                                platform="bench",
+                                workspace_id="bench",
+                                channel_id="c",
+                                user_id=f"u{i % 50}",
+                            ),
+                            idempotency_key=f"t{i}",
+                        )
+                        for i in range(jobs)
+                    )
+                )
                 for s in submitted_ids:
                     await timings.events.setdefault(s.job.id, asyncio.Event()).wait()
                 elapsed = max(timings.done[s.job.id] for s in submitted_ids) - started
             finally:
                 worker_task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
-                except asyncio.CancelledError:
-                    pass
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     machine = f"{platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}"

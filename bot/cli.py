@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from bot.app import App, build_app, run
 from bot.budgets import BudgetCap, CapScope, Period, cap_label
 from bot.errors import BananabotError, ConfigurationError, ReferenceImageError, UserInputError
-from bot.messages import render_error, render_failure, render_reset
+from bot.messages import describe_done, render_error, render_failure, render_reset
 from bot.models import Done, Failed, Generating, JobUpdate, Origin, Queued, parse_request
 from bot.money import format_usd, parse_usd
 from bot.policy import TOLERANCE_ORDER, ChannelPolicy
@@ -272,6 +272,7 @@ async def _write_images(app: App, done: Done, out: Path) -> int:
         print(json.dumps(line), flush=True)
     for notice in done.job.notices:
         print(f"bananabot: {notice}", file=sys.stderr)
+    print(f"bananabot: {describe_done(done)}", file=sys.stderr)
     if done.job.provider == "sandbox":
         print(
             "bananabot: sandbox images are rendered locally, not real generations", file=sys.stderr

@@ -287,7 +287,9 @@ class ImageService:
         if action is JobAction.EDIT and not text:
             raise InvalidRequest("prompt", "an edit needs an instruction", ("3..45000 characters",))
         if action not in (JobAction.UPSCALE, JobAction.EDIT):
-            raise InvalidRequest("action", f"unknown action {action!r}", ("vary", "upscale", "edit"))
+            raise InvalidRequest(
+                "action", f"unknown action {action!r}", ("vary", "upscale", "edit")
+            )
         common: dict[str, object] = {
             "references": (await self._as_reference(image),),
             "width": None,

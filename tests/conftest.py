@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,15 +86,30 @@ async def core(tmp_path: Path, scripted: ScriptedProvider) -> AsyncIterator[Core
         router = DeliveryRouter({"test": recorder})
         providers: dict[str, Provider] = {"scripted": scripted}
         worker = Worker(
-            catalog=catalog, jobs=store, reader=store, ledger=store, media=media,
-            providers=providers, delivery=router, concurrency={"scripted": 2},
-            idle_poll=0.05, position_interval=0.01,
+            catalog=catalog,
+            jobs=store,
+            reader=store,
+            ledger=store,
+            media=media,
+            providers=providers,
+            delivery=router,
+            concurrency={"scripted": 2},
+            idle_poll=0.05,
+            position_interval=0.01,
         )
         service = ImageService(
-            catalog=catalog, jobs=store, reader=store, ledger=store, policies=store,
-            media=media, providers={"scripted": scripted.capabilities}, routing=["scripted"],
-            references=MediaReferenceLoader(client=client, media=media), delivery=router,
-            default_policy=ChannelPolicy(max_tolerance="off"), wake=worker.wake,
+            catalog=catalog,
+            jobs=store,
+            reader=store,
+            ledger=store,
+            policies=store,
+            media=media,
+            providers={"scripted": scripted.capabilities},
+            routing=["scripted"],
+            references=MediaReferenceLoader(client=client, media=media),
+            delivery=router,
+            default_policy=ChannelPolicy(max_tolerance="off"),
+            wake=worker.wake,
         )
         yield Core(catalog, store, media, service, worker, recorder, providers)
 
@@ -106,7 +122,5 @@ async def running(core: Core) -> AsyncIterator[Core]:
         yield core
     finally:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass

@@ -129,16 +129,23 @@ def test_limits_at_their_edges_are_accepted() -> None:
     validate(
         CATALOG,
         req(
-            prompt="abc", seed=2**63 - 1, number_results=20, temperature=1.0, top_p=0.0,
-            references=tuple(ref(i) for i in range(14)), thinking="MINIMAL", output_quality=99,
+            prompt="abc",
+            seed=2**63 - 1,
+            number_results=20,
+            temperature=1.0,
+            top_p=0.0,
+            references=tuple(ref(i) for i in range(14)),
+            thinking="MINIMAL",
+            output_quality=99,
         ),
     )
 
 
 def test_prices_match_the_seed_examples() -> None:
     # 000_* example 4: Nano Banana Pro 2528x1696 with four references cost $0.1424.
-    pro = req(model="nano-banana-pro", width=2528, height=1696,
-              references=tuple(ref(i) for i in range(4)))
+    pro = req(
+        model="nano-banana-pro", width=2528, height=1696, references=tuple(ref(i) for i in range(4))
+    )
     assert CATALOG.estimate_micros(pro, validate(CATALOG, pro)) == 142_400
     # 001_* example 3: Nano Banana 2 1264x848 with three references cost $0.06979.
     nb2 = req(width=1264, height=848, references=tuple(ref(i) for i in range(3)))
@@ -153,8 +160,9 @@ def test_estimate_is_per_image_and_includes_web_search() -> None:
 
 
 def test_prices_can_be_overridden_without_a_release() -> None:
-    catalog = load_catalog({"nano-banana-2": {"base_price_micros":
-                                              {"0.5K": 1, "1K": 2, "2K": 3, "4K": 4}}})
+    catalog = load_catalog(
+        {"nano-banana-2": {"base_price_micros": {"0.5K": 1, "1K": 2, "2K": 3, "4K": 4}}}
+    )
     request = req()
     assert catalog.estimate_micros(request, validate(catalog, request)) == 2
 

@@ -22,10 +22,12 @@ def req(**fields: object) -> ImageRequest:
     return ImageRequest.model_validate({"prompt": "a lighthouse at dusk", **fields})
 
 
-async def cap(core: Core, scope: CapScope, scope_id: str, usd_micros: int,
-              period: Period = Period.DAY) -> BudgetCap:
-    c = BudgetCap(scope=scope, workspace_id="ws", scope_id=scope_id, period=period,
-                  limit_micros=usd_micros)
+async def cap(
+    core: Core, scope: CapScope, scope_id: str, usd_micros: int, period: Period = Period.DAY
+) -> BudgetCap:
+    c = BudgetCap(
+        scope=scope, workspace_id="ws", scope_id=scope_id, period=period, limit_micros=usd_micros
+    )
     await core.store.set_cap(c, utcnow())
     return c
 
@@ -71,10 +73,13 @@ async def test_a_provider_without_a_cost_settles_at_the_estimate(
     assert done.job.cost_micros == NB2_1K
 
 
-@pytest.mark.parametrize("error", [
-    ProviderUnavailable("scripted", "down", 503),
-    SafetyBlocked("scripted", "blocked"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProviderUnavailable("scripted", "down", 503),
+        SafetyBlocked("scripted", "blocked"),
+    ],
+)
 async def test_a_failed_or_safety_blocked_job_is_refunded_in_full(
     running: Core, scripted: ScriptedProvider, error: Exception
 ) -> None:
@@ -98,7 +103,10 @@ async def test_over_a_cap_is_refused_naming_the_cap_and_nothing_is_stored(core: 
     error = caught.value
     assert error.cap == "this channel's weekly cap"
     assert (error.limit_micros, error.left_micros, error.estimate_micros) == (
-        100_000, 100_000 - NB2_1K, NB2_1K)
+        100_000,
+        100_000 - NB2_1K,
+        NB2_1K,
+    )
     assert error.resets_at is not None and error.resets_at.weekday() == 0
     assert await core.store.ledger_totals() == {"reserve": NB2_1K}
 
@@ -129,8 +137,9 @@ async def test_a_retried_platform_request_makes_no_second_job(core: Core) -> Non
 
 
 async def test_round_robin_between_users(core: Core) -> None:
-    alice = [await core.service.submit(req(), origin("alice"), idempotency_key=f"a{i}")
-             for i in range(5)]
+    alice = [
+        await core.service.submit(req(), origin("alice"), idempotency_key=f"a{i}") for i in range(5)
+    ]
     bob = await core.service.submit(req(), origin("bob"), idempotency_key="b0")
     carol = await core.service.submit(req(), origin("carol"), idempotency_key="c0")
     assert [a.position for a in alice] == [1, 2, 3, 4, 5]
@@ -145,14 +154,17 @@ async def test_queue_positions_reach_the_adapter_as_jobs_start(
     core: Core, scripted: ScriptedProvider
 ) -> None:
     scripted.gate = asyncio.Event()
-    jobs = [await core.service.submit(req(), origin(f"u{i}"), idempotency_key=f"k{i}")
-            for i in range(4)]
+    jobs = [
+        await core.service.submit(req(), origin(f"u{i}"), idempotency_key=f"k{i}") for i in range(4)
+    ]
     task = asyncio.create_task(core.worker.run())
     try:
         last = jobs[-1].job.id
         async with asyncio.timeout(10):
-            while not any(isinstance(u, Queued) and u.job.id == last and u.position == 2
-                          for u in core.recorder.updates):
+            while not any(
+                isinstance(u, Queued) and u.job.id == last and u.position == 2
+                for u in core.recorder.updates
+            ):
                 await asyncio.sleep(0.01)
         scripted.gate.set()
         await core.recorder.wait_for(last, "done")
@@ -164,8 +176,9 @@ async def test_queue_positions_reach_the_adapter_as_jobs_start(
 
 async def test_policy_clamps_and_the_notice_is_kept_on_the_job(core: Core) -> None:
     await core.store.set_policy("ws", "general", ChannelPolicy(max_tolerance="low"), utcnow())
-    submitted = await core.service.submit(req(safety_tolerance="off"), origin(),
-                                          idempotency_key="k")
+    submitted = await core.service.submit(
+        req(safety_tolerance="off"), origin(), idempotency_key="k"
+    )
     assert submitted.job.request.safety_tolerance == "low"
     assert "'off'" in submitted.notices[0]
     stored = await core.store.get_job(submitted.job.id)
@@ -177,8 +190,9 @@ async def test_nsfw_results_are_withheld_where_the_channel_does_not_allow_them(
 ) -> None:
     scripted.nsfw = True
     sfw = await running.service.submit(req(), origin(), idempotency_key="k1")
-    nsfw = await running.service.submit(req(), origin(channel="lounge", nsfw=True),
-                                        idempotency_key="k2")
+    nsfw = await running.service.submit(
+        req(), origin(channel="lounge", nsfw=True), idempotency_key="k2"
+    )
     sfw_done = await running.recorder.wait_for(sfw.job.id, "done")
     nsfw_done = await running.recorder.wait_for(nsfw.job.id, "done")
     assert isinstance(sfw_done, Done) and isinstance(nsfw_done, Done)
@@ -193,42 +207,54 @@ async def test_vary_upscale_and_edit_make_child_jobs_with_the_right_requests(
     )
     await running.recorder.wait_for(parent.job.id, "done")
     clicker = origin("bob")
-    vary = await running.service.act(JobAction.VARY, parent.job.id, 0, clicker,
-                                     idempotency_key="v")
+    vary = await running.service.act(JobAction.VARY, parent.job.id, 0, clicker, idempotency_key="v")
     assert vary.job.request.seed not in (None, 5)
     assert vary.job.request.model_dump(exclude={"seed"}) == parent.job.request.model_dump(
-        exclude={"seed"})
-    upscale = await running.service.act(JobAction.UPSCALE, parent.job.id, 0, clicker,
-                                        idempotency_key="u")
+        exclude={"seed"}
+    )
+    upscale = await running.service.act(
+        JobAction.UPSCALE, parent.job.id, 0, clicker, idempotency_key="u"
+    )
     up = upscale.job.request
     assert (up.resolution, up.aspect_ratio, up.width, len(up.references)) == ("4K", "16:9", None, 1)
     assert upscale.job.estimate_micros == 152_950 + 280
-    edit = await running.service.act(JobAction.EDIT, parent.job.id, 0, clicker,
-                                     idempotency_key="e", instruction="make it snow")
+    edit = await running.service.act(
+        JobAction.EDIT, parent.job.id, 0, clicker, idempotency_key="e", instruction="make it snow"
+    )
     ed = edit.job.request
     assert (ed.prompt, ed.resolution, ed.aspect_ratio, len(ed.references)) == (
-        "make it snow", "1K", "16:9", 1)
+        "make it snow",
+        "1K",
+        "16:9",
+        1,
+    )
     for child in (vary, upscale, edit):
         assert child.job.parent_job_id == parent.job.id and child.job.parent_index == 0
         assert child.job.origin.user_id == "bob"
     upscaled = await running.recorder.wait_for(upscale.job.id, "done")
     assert isinstance(upscaled, Done) and (upscaled.images[0].width, upscaled.images[0].height) == (
-        5504, 3072)
+        5504,
+        3072,
+    )
     sent = next(c for c in scripted.calls if c.job_id == upscale.job.id)
-    assert len(sent.references) == 1 and max(sent.references[0].width,
-                                             sent.references[0].height) <= 2048
+    assert (
+        len(sent.references) == 1
+        and max(sent.references[0].width, sent.references[0].height) <= 2048
+    )
 
 
 async def test_actions_refuse_what_makes_no_sense(running: Core) -> None:
     parent = await running.service.submit(req(resolution="4K"), origin(), idempotency_key="p")
     await running.recorder.wait_for(parent.job.id, "done")
     with pytest.raises(InvalidRequest) as caught:
-        await running.service.act(JobAction.UPSCALE, parent.job.id, 0, origin(),
-                                  idempotency_key="u")
+        await running.service.act(
+            JobAction.UPSCALE, parent.job.id, 0, origin(), idempotency_key="u"
+        )
     assert caught.value.field == "resolution"
     with pytest.raises(InvalidRequest):
-        await running.service.act(JobAction.EDIT, parent.job.id, 0, origin(),
-                                  idempotency_key="e", instruction="  ")
+        await running.service.act(
+            JobAction.EDIT, parent.job.id, 0, origin(), idempotency_key="e", instruction="  "
+        )
     with pytest.raises(Exception, match="no image 3"):
         await running.service.act(JobAction.VARY, parent.job.id, 2, origin(), idempotency_key="v")
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.budgets import Period, period_bounds
-from bot.models import ImageRequest, parse_request
 from bot.errors import InvalidRequest
+from bot.models import ImageRequest, parse_request
 from bot.money import format_usd, parse_usd, usd_to_micros
 from bot.policy import TOLERANCE_SCALE, ChannelPolicy, apply_policy, combine
 
@@ -80,10 +80,13 @@ def test_parse_and_format_usd() -> None:
 def test_periods_are_utc_calendar_periods() -> None:
     now = datetime(2026, 11, 21, 15, 30, tzinfo=UTC)  # a Saturday
     assert period_bounds(Period.DAY, now) == (
-        datetime(2026, 11, 21, tzinfo=UTC), datetime(2026, 11, 22, tzinfo=UTC))
+        datetime(2026, 11, 21, tzinfo=UTC),
+        datetime(2026, 11, 22, tzinfo=UTC),
+    )
     assert period_bounds(Period.WEEK, now)[0] == datetime(2026, 11, 16, tzinfo=UTC)
     assert period_bounds(Period.MONTH, datetime(2026, 12, 31, tzinfo=UTC))[1] == datetime(
-        2027, 1, 1, tzinfo=UTC)
+        2027, 1, 1, tzinfo=UTC
+    )
     assert period_bounds(Period.TOTAL, now) == (None, None)
 
 

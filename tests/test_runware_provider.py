@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.catalog import default_catalog, validate
+from bot.catalog import ResolvedSize, default_catalog, validate
 from bot.errors import (
     ProviderAuthError,
     ProviderQuotaError,
@@ -19,7 +19,6 @@ from bot.errors import (
     ProviderUnavailable,
     SafetyBlocked,
 )
-from bot.catalog import ResolvedSize
 from bot.interfaces import GenerationTask, ReferenceData
 from bot.models import ImageRequest, ReferenceImage
 from bot.providers.runware.client import RunwareProvider
@@ -43,8 +42,13 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 def provider(emu: RunwareEmulator, http: httpx.AsyncClient, **kw: object) -> RunwareProvider:
     options: dict[str, object] = {
-        "api_key": "test-key", "api_url": emu.base_url, "client": http,
-        "poll_initial": 0.01, "poll_max": 0.05, "deadline": 10.0, "retry_timeout": 10.0,
+        "api_key": "test-key",
+        "api_url": emu.base_url,
+        "client": http,
+        "poll_initial": 0.01,
+        "poll_max": 0.05,
+        "deadline": 10.0,
+        "retry_timeout": 10.0,
     }
     options.update(kw)
     return RunwareProvider(**options)  # type: ignore[arg-type]
@@ -179,8 +183,9 @@ async def test_a_safety_block_is_typed(
 
 
 async def test_nsfw_flag_is_kept(emulator: RunwareEmulator, client: httpx.AsyncClient) -> None:
-    result = await provider(emulator, client).generate(task(prompt=f"x {NSFW_MARKER}"),
-                                                       TaskIds(emulator))
+    result = await provider(emulator, client).generate(
+        task(prompt=f"x {NSFW_MARKER}"), TaskIds(emulator)
+    )
     assert result.images[0].nsfw is True
 
 
@@ -218,7 +223,9 @@ async def test_resume_submits_a_task_runware_never_received(
     assert len(result.images) == 1 and len(emulator.charges) == 1
 
 
-async def test_deadline_gives_a_timeout(emulator: RunwareEmulator, client: httpx.AsyncClient) -> None:
+async def test_deadline_gives_a_timeout(
+    emulator: RunwareEmulator, client: httpx.AsyncClient
+) -> None:
     emulator.processing_delay = 5.0
     with pytest.raises(ProviderTimeout):
         await provider(emulator, client, deadline=0.3).generate(task(), TaskIds(emulator))

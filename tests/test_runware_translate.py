@@ -54,8 +54,13 @@ def as_bananabot_request(body: dict[str, Any]) -> ImageRequest:
         web_search=google.get("webSearch"),
         image_search=google.get("imageSearch"),
         references=tuple(
-            ReferenceImage(media_key=f"{i:064x}.jpg", mime_type="image/jpeg", width=1024,
-                           height=1024, source=url)
+            ReferenceImage(
+                media_key=f"{i:064x}.jpg",
+                mime_type="image/jpeg",
+                width=1024,
+                height=1024,
+                source=url,
+            )
             for i, url in enumerate(references)
         ),
     )
@@ -96,19 +101,27 @@ def test_async_delivery_adds_only_the_delivery_options() -> None:
 
 def test_references_with_a_tier_only_send_resolution_not_width_and_height() -> None:
     request = ImageRequest(
-        prompt="make it night", resolution="2K",
-        references=(ReferenceImage(media_key="a" * 64 + ".png", mime_type="image/png",
-                                   width=10, height=10),),
+        prompt="make it night",
+        resolution="2K",
+        references=(
+            ReferenceImage(media_key="a" * 64 + ".png", mime_type="image/png", width=10, height=10),
+        ),
     )
-    task = inference_task(request, validate(CATALOG, request), task_uuid="u",
-                          model_id="google:4@3", reference_images=["data:image/png;base64,AA=="])
+    task = inference_task(
+        request,
+        validate(CATALOG, request),
+        task_uuid="u",
+        model_id="google:4@3",
+        reference_images=["data:image/png;base64,AA=="],
+    )
     assert task["resolution"] == "2K" and "width" not in task and "height" not in task
     assert task["inputs"] == {"referenceImages": ["data:image/png;base64,AA=="]}
 
 
 def test_forced_content_check_and_result_count_are_sent() -> None:
-    request = ImageRequest(prompt="abc", check_content=True, number_results=3,
-                           output_format="PNG", output_quality=80)
+    request = ImageRequest(
+        prompt="abc", check_content=True, number_results=3, output_format="PNG", output_quality=80
+    )
     task = inference_task(request, validate(CATALOG, request), task_uuid="u", model_id="m")
     assert task["safety"] == {"checkContent": True}
     assert (task["numberResults"], task["outputFormat"], task["outputQuality"]) == (3, "PNG", 80)

@@ -41,14 +41,16 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-async def _one(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Row | None:
+async def _one(
+    db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()
+) -> aiosqlite.Row | None:
     """Run a statement and return its first row, in one trip to the connection's thread."""
     rows = await db.execute_fetchall(sql, args)
-    return next(iter(rows), None)  # type: ignore[arg-type]
+    return next(iter(rows), None)
 
 
 async def _all(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    return list(await db.execute_fetchall(sql, args))  # type: ignore[arg-type]
+    return list(await db.execute_fetchall(sql, args))
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -270,8 +272,11 @@ class SqliteStore:
             )
             period_at = await self._period_at(db, job_id)
             await self._ledger(
-                db, row, [("release", -row["estimate_micros"]), ("charge", cost_micros)],
-                period_at, now,
+                db,
+                row,
+                [("release", -row["estimate_micros"]), ("charge", cost_micros)],
+                period_at,
+                now,
             )
             updated = await _one(
                 db,
@@ -327,8 +332,17 @@ class SqliteStore:
             """INSERT INTO ledger (job_id, kind, amount_micros, provider, workspace_id,
                channel_id, user_id, period_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)""",
             [
-                (job["id"], kind, amount, job["provider"], job["workspace_id"],
-                 job["channel_id"], job["user_id"], period_at, _ts(now))
+                (
+                    job["id"],
+                    kind,
+                    amount,
+                    job["provider"],
+                    job["workspace_id"],
+                    job["channel_id"],
+                    job["user_id"],
+                    period_at,
+                    _ts(now),
+                )
                 for kind, amount in entries
             ],
         )
@@ -339,10 +353,7 @@ class SqliteStore:
         return _job(await self._job_row(self._r, job_id))
 
     async def get_results(self, job_id: str) -> list[ResultImage]:
-        rows = await _all(
-            self._r,
-            "SELECT * FROM results WHERE job_id = ? ORDER BY idx", (job_id,)
-        )
+        rows = await _all(self._r, "SELECT * FROM results WHERE job_id = ? ORDER BY idx", (job_id,))
         return [_result(row) for row in rows]
 
     async def queue_positions(self, limit: int) -> list[tuple[Job, int]]:
@@ -356,8 +367,7 @@ class SqliteStore:
 
     async def jobs_in_status(self, status: str, limit: int) -> list[Job]:
         rows = await _all(
-            self._r,
-            "SELECT * FROM jobs WHERE status = ? ORDER BY seq LIMIT ?", (status, limit)
+            self._r, "SELECT * FROM jobs WHERE status = ? ORDER BY seq LIMIT ?", (status, limit)
         )
         return [_job(row) for row in rows]
 
@@ -461,10 +471,7 @@ class SqliteStore:
 
     async def ledger_totals(self) -> dict[str, int]:
         """Sum of every ledger kind, in micro-dollars (for invariant checks and reports)."""
-        rows = await _all(
-            self._r,
-            "SELECT kind, SUM(amount_micros) FROM ledger GROUP BY kind"
-        )
+        rows = await _all(self._r, "SELECT kind, SUM(amount_micros) FROM ledger GROUP BY kind")
         return {str(row[0]): int(row[1]) for row in rows}
 
     # --- PolicyBook ----------------------------------------------------------------------

@@ -63,13 +63,14 @@ _CAPABILITIES: Final = ProviderCapabilities(
 def base_seed(prompt: str, seed: int | None) -> int:
     """The seed of a request's first image: ``seed`` if given, else one derived from the prompt.
 
-    The derived seed is the first 63 bits of the prompt's SHA-256, so it is stable across
-    processes (unlike ``hash()``). Image ``i`` of a request uses ``(base + i) mod 2^63``.
+    The derived seed is the first 32 bits of the prompt's SHA-256 (Runware picks unset seeds
+    in the unsigned 32-bit range too), stable across processes unlike ``hash()``. Image
+    ``i`` of a request uses ``(base + i) mod 2^63``.
     """
     if seed is not None:
         return seed % _SEED_SPACE
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % _SEED_SPACE
+    return int.from_bytes(digest[:4], "big")
 
 
 def output_size(task: GenerationTask) -> tuple[int, int]:
