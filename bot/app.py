@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -148,24 +149,34 @@ async def build_app(settings: Settings) -> AsyncIterator[App]:
 async def run(settings: Settings) -> None:
     """``bananabot run``: workers plus every adapter with credentials, else the playground.
 
-    Runs until cancelled (Ctrl-C).
+    Runs until SIGINT or SIGTERM (``docker stop``), then shuts down cleanly: running jobs
+    keep their provider task ids and are resumed at the next start.
     """
     from adapters.web.server import WebPlayground  # adapters are loaded by name, late
 
-    async with build_app(settings) as app:
-        adapters: list[str] = []
-        if settings.discord_token is not None:
-            log.warning("DISCORD_TOKEN is set, but the Discord adapter is not in this version yet")
-        if settings.slack_bot_token is not None:
-            log.warning("SLACK_BOT_TOKEN is set, but the Slack adapter is not in this version yet")
-        async with asyncio.TaskGroup() as group:
-            group.create_task(app.worker.run(), name="worker")
-            if not adapters:
-                playground = WebPlayground(
-                    service=app.service,
-                    media=app.media,
-                    host=settings.web_host,
-                    port=settings.web_port,
-                )
-                app.router.register(playground.platform, playground)
-                group.create_task(playground.serve(), name="web")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with build_app(settings) as app, asyncio.TaskGroup() as group:
+            if settings.discord_token is not None:
+                log.warning("DISCORD_TOKEN is set; the Discord adapter is not in this version yet")
+            if settings.slack_bot_token is not None:
+                log.warning("SLACK_BOT_TOKEN is set; the Slack adapter is not in this version yet")
+            tasks = [group.create_task(app.worker.run(), name="worker")]
+            playground = WebPlayground(
+                service=app.service,
+                media=app.media,
+                host=settings.web_host,
+                port=settings.web_port,
+            )
+            app.router.register(playground.platform, playground)
+            tasks.append(group.create_task(playground.serve(), name="web"))
+            await stop.wait()
+            log.info("shutting down")
+            for task in tasks:
+                task.cancel()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

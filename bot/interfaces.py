@@ -238,9 +238,15 @@ class JobQueue(Protocol):
         ...
 
     async def finish(
-        self, job_id: str, images: Sequence[ResultImage], cost_micros: int, now: datetime
+        self,
+        job_id: str,
+        images: Sequence[ResultImage],
+        cost_micros: int,
+        now: datetime,
+        notices: Sequence[str] = (),
     ) -> Job:
-        """Store results and settle: release the reservation, charge ``cost_micros``.
+        """Store results and settle: release the reservation, charge ``cost_micros``, and
+        append the provider's ``notices`` to the job's.
 
         Idempotent: a job already terminal is returned unchanged.
         """

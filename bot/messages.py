@@ -67,6 +67,10 @@ def render_error(error: BananabotError, now: datetime | None = None) -> str:
     return "Something went wrong inside bananabot; you were not charged."
 
 
+_USER_CODES = frozenset(
+    {"invalid_request", "reference_image", "budget_exceeded", "policy_refused", "not_found"}
+)
+
 _PROVIDER_TEXT = {
     "safety_blocked": "The provider's safety filter blocked this prompt or its result.",
     "provider_auth": "The image provider rejected bananabot's API key; tell whoever runs the bot.",
@@ -85,7 +89,9 @@ def render_failure(code: str, message: str) -> str:
         return _PROVIDER_TEXT[code] + " You were not charged."
     if code == "cancelled":
         return "Cancelled; you were not charged."
-    return f"{message} You were not charged." if message else "Failed; you were not charged."
+    if code in _USER_CODES and message:
+        return f"{message[:1].upper()}{message[1:].rstrip('.')}. You were not charged."
+    return "Something went wrong inside bananabot; you were not charged."
 
 
 def describe_result(job: Job, image: ResultImage) -> str:

@@ -245,12 +245,14 @@ class ImageService:
         The person acting (``origin``) is charged, under their own caps and policy.
 
         Raises:
-            NotFound: no such job or image.
+            NotFound: no such job or image in the person's workspace.
             InvalidRequest: e.g. upscaling an image that is already 4K, an empty instruction.
             PolicyRefused: the image was withheld (NSFW) and cannot be acted on.
             BudgetExceeded: as for ``submit``.
         """
         parent = await self._reader.get_job(job_id)
+        if parent.origin.workspace_id != origin.workspace_id:
+            raise NotFound(f"no job {job_id}")
         images = await self._reader.get_results(job_id)
         if parent.status is not JobStatus.SUCCEEDED or not 0 <= index < len(images):
             raise NotFound(f"job {job_id} has no image {index + 1}")

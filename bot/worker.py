@@ -73,6 +73,7 @@ class Worker:
         self._wakeups = {name: asyncio.Event() for name in self._providers}
         self._positions_dirty = asyncio.Event()
         self._last_positions: dict[str, int] = {}
+        self._claimed: set[str] = set()  # claimed since the position loop's last read
 
     def wake(self) -> None:
         """Tell every claim loop that a job may be waiting (called by ``submit``)."""
@@ -132,12 +133,17 @@ class Worker:
                 except TimeoutError:
                     pass
                 continue
+            self._claimed.add(job.id)
             self._positions_dirty.set()
             group.create_task(self._run_and_release(job, slots), name=f"job:{job.id}")
 
     async def _run_and_release(self, job: Job, slots: asyncio.Semaphore) -> None:
         try:
             await self.run_job(job)
+        except Exception:
+            # The store failed mid-job: the row stays running with its task id, and the
+            # next start resumes it by polling; one broken job must not stop the others.
+            log.exception("job left running after a store error", extra={"job": job.id})
         finally:
             slots.release()
 
@@ -171,7 +177,7 @@ class Worker:
             await self._fail(job, "internal_error", f"internal error ({type(exc).__name__})")
             return
         cost = self._cost(job, result, images)
-        done = await self._jobs.finish(job.id, images, cost, self._clock())
+        done = await self._jobs.finish(job.id, images, cost, self._clock(), result.notices)
         if done.status is not JobStatus.SUCCEEDED:
             return
         caps = await self._ledger.caps_for(done.origin)
@@ -258,6 +264,7 @@ class Worker:
         while True:
             await self._positions_dirty.wait()
             self._positions_dirty.clear()
+            self._claimed.clear()
             try:
                 queued = await self._reader.queue_positions(limit=200)
             except Exception:
@@ -265,6 +272,9 @@ class Worker:
                 queued = []
             current = {job.id: position for job, position in queued}
             for job, position in queued:
+                # A job claimed since the read began must not be told it is queued again.
+                if job.id in self._claimed:
+                    continue
                 if self._last_positions.get(job.id) != position:
                     await self._delivery.on_update(Queued(job=job, position=position))
             self._last_positions = current

@@ -8,7 +8,14 @@ import time
 import pytest
 
 from bot.budgets import BudgetCap, CapScope, Period
-from bot.errors import BudgetExceeded, InvalidRequest, ProviderUnavailable, SafetyBlocked
+from bot.errors import (
+    BudgetExceeded,
+    InvalidRequest,
+    NotFound,
+    ProviderUnavailable,
+    SafetyBlocked,
+)
+from bot.messages import render_failure
 from bot.models import Done, Failed, ImageRequest, JobAction, JobStatus, Queued
 from bot.policy import ChannelPolicy
 from bot.service import utcnow
@@ -296,3 +303,27 @@ async def test_settlement_is_idempotent(running: Core) -> None:
     assert again.cost_micros == done.job.cost_micros == refunded.cost_micros
     totals = await running.store.ledger_totals()
     assert totals["reserve"] + totals["release"] == 0
+
+
+async def test_results_of_another_workspace_cannot_be_acted_on(running: Core) -> None:
+    parent = await running.service.submit(req(), origin(), idempotency_key="p")
+    await running.recorder.wait_for(parent.job.id, "done")
+    stranger = origin("eve").model_copy(update={"workspace_id": "other"})
+    with pytest.raises(NotFound):
+        await running.service.act(JobAction.VARY, parent.job.id, 0, stranger, idempotency_key="v")
+
+
+async def test_provider_notices_are_kept_on_the_job(
+    running: Core, scripted: ScriptedProvider
+) -> None:
+    scripted.notices = ("1 of 2 images failed",)
+    submitted = await running.service.submit(req(), origin(), idempotency_key="k")
+    done = await running.recorder.wait_for(submitted.job.id, "done")
+    assert done.job.notices == ("1 of 2 images failed",)
+    assert (await running.store.get_job(submitted.job.id)).notices == done.job.notices
+
+
+def test_an_internal_failure_reads_as_a_sentence_without_internals() -> None:
+    text = render_failure("internal_error", "internal error (KeyError)")
+    assert "KeyError" not in text and text.endswith("not charged.")
+    assert render_failure("provider_timeout", "x").startswith("The image provider did not finish")

@@ -244,7 +244,12 @@ class SqliteStore:
             )
 
     async def finish(
-        self, job_id: str, images: Sequence[ResultImage], cost_micros: int, now: datetime
+        self,
+        job_id: str,
+        images: Sequence[ResultImage],
+        cost_micros: int,
+        now: datetime,
+        notices: Sequence[str] = (),
     ) -> Job:
         async with self._write() as db:
             row = await self._job_row(db, job_id)
@@ -280,9 +285,14 @@ class SqliteStore:
             )
             updated = await _one(
                 db,
-                """UPDATE jobs SET status = 'succeeded', cost_micros = ?, updated_at = ?
-                   WHERE id = ? RETURNING *""",
-                (cost_micros, _ts(now), job_id),
+                """UPDATE jobs SET status = 'succeeded', cost_micros = ?, updated_at = ?,
+                   notices_json = ? WHERE id = ? RETURNING *""",
+                (
+                    cost_micros,
+                    _ts(now),
+                    json.dumps([*json.loads(row["notices_json"]), *notices]),
+                    job_id,
+                ),
             )
         assert updated is not None
         return _job(updated)

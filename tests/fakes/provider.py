@@ -47,6 +47,7 @@ class ScriptedProvider:
     nsfw: bool = False
     delay: float = 0.0
     gate: asyncio.Event | None = None
+    notices: tuple[str, ...] = ()
     outcome: Callable[[GenerationTask], ProviderError | None] = lambda task: None
     calls: list[GenerationTask] = field(default_factory=list)
     resumed: list[tuple[GenerationTask, str]] = field(default_factory=list)
@@ -82,4 +83,4 @@ class ScriptedProvider:
             for i in range(task.request.number_results)
         )
         total = None if self.cost_micros is None else self.cost_micros * len(images)
-        return GenerationResult(images=images, cost_micros=total)
+        return GenerationResult(images=images, cost_micros=total, notices=self.notices)
