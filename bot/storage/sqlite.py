@@ -217,8 +217,8 @@ class SqliteStore:
         counted = await _one(
             db,
             """SELECT COUNT(*) FROM jobs WHERE provider = ? AND status = 'queued'
-               AND (fair_round < ? OR (fair_round = ? AND seq <= ?))""",
-            (row["provider"], row["fair_round"], row["fair_round"], row["seq"]),
+               AND (fair_round, seq) <= (?, ?)""",
+            (row["provider"], row["fair_round"], row["seq"]),
         )
         return int(counted[0]) if counted else 0
 

@@ -29,7 +29,8 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_claim ON jobs (provider, status, fair_round, seq);
 CREATE INDEX jobs_status ON jobs (status, fair_round, seq);
-CREATE INDEX jobs_user_status ON jobs (workspace_id, user_id, status);
+CREATE INDEX jobs_user_queue ON jobs (provider, status, workspace_id, user_id, fair_round);
+CREATE INDEX jobs_user_recent ON jobs (workspace_id, user_id, seq);
 CREATE INDEX jobs_parent ON jobs (parent_job_id);
 
 CREATE TABLE results (
@@ -62,9 +63,10 @@ CREATE TABLE ledger (
     created_at TEXT NOT NULL,
     UNIQUE (job_id, kind)
 );
-CREATE INDEX ledger_workspace ON ledger (workspace_id, period_at);
-CREATE INDEX ledger_channel ON ledger (workspace_id, channel_id, period_at);
-CREATE INDEX ledger_user ON ledger (workspace_id, user_id, period_at);
+-- Covering indexes: a cap's sum reads only the index, never the table.
+CREATE INDEX ledger_workspace ON ledger (workspace_id, period_at, kind, amount_micros);
+CREATE INDEX ledger_channel ON ledger (workspace_id, channel_id, period_at, kind, amount_micros);
+CREATE INDEX ledger_user ON ledger (workspace_id, user_id, period_at, kind, amount_micros);
 
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
