@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from bot.budgets import BudgetCap, CapUsage
+from bot.budgets import BudgetCap, CapScope, CapUsage
 from bot.catalog import ResolvedSize
 from bot.models import ImageRequest, Job, JobUpdate, Origin, ReferenceImage, ResultImage
 from bot.policy import ChannelPolicy
@@ -297,6 +297,12 @@ class LedgerBook(Protocol):
     async def list_caps(self, workspace_id: str) -> list[BudgetCap]: ...
 
     async def usage(self, caps: Sequence[BudgetCap], now: datetime) -> list[CapUsage]: ...
+
+    async def spend_by(
+        self, workspace_id: str, scope: CapScope, since: datetime | None, limit: int
+    ) -> list[tuple[str, int, int]]:
+        """(user or channel id, spent, held) micro-dollars since ``since``, top first."""
+        ...
 
 
 class PolicyBook(Protocol):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.budgets import CapUsage
+from bot.budgets import CapScope, CapUsage, Period, period_bounds
 from bot.catalog import Catalog, validate
 from bot.errors import InvalidRequest, NotFound, PolicyRefused
 from bot.interfaces import (
@@ -33,7 +33,7 @@ from bot.models import (
 )
 from bot.policy import ChannelPolicy, apply_policy, combine
 
-__all__ = ["Clock", "ImageService", "Submitted", "new_job_id", "utcnow"]
+__all__ = ["Clock", "ImageService", "Submitted", "UsageReport", "new_job_id", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,18 @@ def utcnow() -> datetime:
 def new_job_id() -> str:
     """12 URL-safe characters (72 random bits): short enough for ``bb:vary:<id>:<i>``."""
     return secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Spend in one period, micro-dollars: the person's own, and the workspace's top
+    spenders and channels as (id, spent, held)."""
+
+    period: Period
+    own_spent_micros: int
+    own_held_micros: int
+    top_users: tuple[tuple[str, int, int], ...]
+    channels: tuple[tuple[str, int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +357,15 @@ class ImageService:
         """Every cap that applies to ``origin`` with what is spent, held and left."""
         caps = await self._ledger.caps_for(origin)
         return await self._ledger.usage(caps, self._clock())
+
+    async def usage_report(self, origin: Origin, period: Period, *, top: int = 10) -> UsageReport:
+        """Spend in the current ``period`` (UTC): the person's own, the top spenders and the
+        channel totals of the origin's workspace (micro-dollars)."""
+        start, _ = period_bounds(period, self._clock())
+        users = await self._ledger.spend_by(origin.workspace_id, CapScope.USER, start, 10_000)
+        channels = await self._ledger.spend_by(origin.workspace_id, CapScope.CHANNEL, start, top)
+        own = next(((s, h) for uid, s, h in users if uid == origin.user_id), (0, 0))
+        return UsageReport(period, own[0], own[1], tuple(users[:top]), tuple(channels))
 
     async def positions(self, job_ids: Sequence[str]) -> dict[str, int]:
         """Current queue positions of those of ``job_ids`` that are still queued."""

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     )
     discord_gateway_url: str | None = Field(None, validation_alias=_env("DISCORD_GATEWAY_URL"))
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("DISCORD_GUILD_IDS")
+    )
 
     # --- bananabot ---
     providers: Annotated[list[str], NoDecode] = Field(
@@ -89,6 +92,9 @@ class Settings(BaseSettings):
         "google:4@3", validation_alias=_env("BANANABOT_RUNWARE_MODEL_NB2")
     )
     catalog_file: Path | None = Field(None, validation_alias=_env("BANANABOT_CATALOG_FILE"))
+    discord_token_lifetime: float = Field(
+        900.0, gt=0, validation_alias=_env("BANANABOT_DISCORD_TOKEN_LIFETIME")
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=_env("BANANABOT_LOG_LEVEL")
     )
@@ -98,6 +104,13 @@ class Settings(BaseSettings):
     def _split_providers(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
         return value
 
     def configured_providers(self) -> list[str]:

@@ -327,3 +327,20 @@ def test_an_internal_failure_reads_as_a_sentence_without_internals() -> None:
     text = render_failure("internal_error", "internal error (KeyError)")
     assert "KeyError" not in text and text.endswith("not charged.")
     assert render_failure("provider_timeout", "x").startswith("The image provider did not finish")
+
+
+async def test_usage_report_shows_own_spend_top_spenders_and_channels(
+    running: Core, scripted: ScriptedProvider
+) -> None:
+    scripted.cost_micros = 10_000
+    jobs = [
+        await running.service.submit(req(), origin("alice", "general"), idempotency_key="a1"),
+        await running.service.submit(req(), origin("alice", "art"), idempotency_key="a2"),
+        await running.service.submit(req(), origin("bob", "general"), idempotency_key="b1"),
+    ]
+    for submitted in jobs:
+        await running.recorder.wait_for(submitted.job.id, "done")
+    report = await running.service.usage_report(origin("bob"), Period.DAY)
+    assert (report.own_spent_micros, report.own_held_micros) == (10_000, 0)
+    assert report.top_users == (("alice", 20_000, 0), ("bob", 10_000, 0))
+    assert set(report.channels) == {("general", 20_000, 0), ("art", 10_000, 0)}

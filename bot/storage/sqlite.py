@@ -479,6 +479,23 @@ class SqliteStore:
             usages.append(CapUsage(cap, int(row[0]), int(row[1]), end))
         return usages
 
+    async def spend_by(
+        self, workspace_id: str, scope: CapScope, since: datetime | None, limit: int
+    ) -> list[tuple[str, int, int]]:
+        """(user or channel id, spent, held) in micro-dollars since ``since``, top spenders
+        first; ``scope`` is USER or CHANNEL."""
+        column = "user_id" if scope is CapScope.USER else "channel_id"
+        rows = await _all(
+            self._r,
+            f"""SELECT {column},
+                       COALESCE(SUM(CASE WHEN kind = 'charge' THEN amount_micros END), 0) AS spent,
+                       COALESCE(SUM(CASE WHEN kind != 'charge' THEN amount_micros END), 0)
+                FROM ledger WHERE workspace_id = ? AND period_at >= ?
+                GROUP BY {column} ORDER BY spent DESC, {column} LIMIT ?""",
+            (workspace_id, _ts(since) if since else "", limit),
+        )
+        return [(str(row[0]), int(row[1]), int(row[2])) for row in rows]
+
     async def ledger_totals(self) -> dict[str, int]:
         """Sum of every ledger kind, in micro-dollars (for invariant checks and reports)."""
         rows = await _all(self._r, "SELECT kind, SUM(amount_micros) FROM ledger GROUP BY kind")
