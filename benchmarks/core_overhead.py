@@ -30,9 +30,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from bot.app import assemble_core
 from bot.budgets import BudgetCap, CapScope, Period
 from bot.catalog import default_catalog
-from bot.delivery import DeliveryRouter
 from bot.interfaces import (
     GeneratedImage,
     GenerationResult,
@@ -40,13 +40,11 @@ from bot.interfaces import (
     ProviderCapabilities,
     TaskIdCallback,
 )
-from bot.media.loader import MediaReferenceLoader
 from bot.media.store import FileMediaStore
 from bot.models import ImageRequest, JobUpdate, Origin
 from bot.policy import ChannelPolicy
-from bot.service import ImageService, utcnow
+from bot.service import utcnow
 from bot.storage import SqliteStore
-from bot.worker import Worker
 
 
 def _png() -> bytes:
@@ -94,36 +92,20 @@ async def run(jobs: int, latency_jobs: int, concurrency: int) -> list[str]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         async with SqliteStore(root / "bench.db") as store, httpx.AsyncClient() as client:
-            media = FileMediaStore(root / "media")
             timings = Timings()
-            router = DeliveryRouter({"bench": timings})
             provider = InstantProvider()
-            worker = Worker(
+            service, worker, router = assemble_core(
                 catalog=catalog,
-                jobs=store,
-                reader=store,
-                ledger=store,
-                media=media,
+                store=store,
+                media=FileMediaStore(root / "media"),
                 providers={"instant": provider},
-                delivery=router,
-                concurrency={"instant": concurrency},
-                idle_poll=0.5,
-                position_interval=1.0,
-            )
-            service = ImageService(
-                catalog=catalog,
-                jobs=store,
-                reader=store,
-                ledger=store,
-                policies=store,
-                media=media,
-                providers={"instant": provider.capabilities},
                 routing=["instant"],
-                references=MediaReferenceLoader(client=client, media=media),
-                delivery=router,
+                client=client,
                 default_policy=ChannelPolicy(max_tolerance="none"),
-                wake=worker.wake,
+                concurrency=concurrency,
+                idle_poll=0.5,
             )
+            router.register("bench", timings)
             for scope, scope_id in ((CapScope.WORKSPACE, "bench"), (CapScope.CHANNEL, "c")):
                 await store.set_cap(
                     BudgetCap(

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,7 @@ from bot.settings import Settings
 from bot.storage import SqliteStore, store_from_url
 from bot.worker import Worker
 
-__all__ = ["App", "build_app", "build_catalog", "build_providers", "run"]
+__all__ = ["App", "assemble_core", "build_app", "build_catalog", "build_providers", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,57 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
     return providers
 
 
+def assemble_core(
+    *,
+    catalog: Catalog,
+    store: SqliteStore,
+    media: FileMediaStore,
+    providers: Mapping[str, Provider],
+    routing: Sequence[str],
+    client: httpx.AsyncClient,
+    default_policy: ChannelPolicy,
+    concurrency: int,
+    idle_poll: float = 1.0,
+    position_interval: float = 1.0,
+) -> tuple[ImageService, Worker, DeliveryRouter]:
+    """Wire the service, the worker and the delivery router around a store and providers.
+
+    Args:
+        routing: provider names tried in order for requests that name none.
+        concurrency: jobs at once per provider.
+        idle_poll: seconds between claims when idle (jobs from other processes).
+        position_interval: seconds between queue-position updates.
+    """
+    router = DeliveryRouter()
+    worker = Worker(
+        catalog=catalog,
+        jobs=store,
+        reader=store,
+        ledger=store,
+        media=media,
+        providers=providers,
+        delivery=router,
+        concurrency={name: concurrency for name in providers},
+        idle_poll=idle_poll,
+        position_interval=position_interval,
+    )
+    service = ImageService(
+        catalog=catalog,
+        jobs=store,
+        reader=store,
+        ledger=store,
+        policies=store,
+        media=media,
+        providers={name: p.capabilities for name, p in providers.items()},
+        routing=routing,
+        references=MediaReferenceLoader(client=client, media=media),
+        delivery=router,
+        default_policy=default_policy,
+        wake=worker.wake,
+    )
+    return service, worker, router
+
+
 @asynccontextmanager
 async def build_app(settings: Settings) -> AsyncIterator[App]:
     """Build the store, HTTP client, media store, providers, service and worker.
@@ -115,33 +166,18 @@ async def build_app(settings: Settings) -> AsyncIterator[App]:
         )
         media = FileMediaStore(settings.data_dir / "media")
         providers = build_providers(settings, client)
-        router = DeliveryRouter()
-        worker = Worker(
+        service, worker, router = assemble_core(
             catalog=catalog,
-            jobs=store,
-            reader=store,
-            ledger=store,
+            store=store,
             media=media,
             providers=providers,
-            delivery=router,
-            concurrency={name: settings.concurrency for name in providers},
-        )
-        service = ImageService(
-            catalog=catalog,
-            jobs=store,
-            reader=store,
-            ledger=store,
-            policies=store,
-            media=media,
-            providers={name: p.capabilities for name, p in providers.items()},
             routing=settings.configured_providers(),
-            references=MediaReferenceLoader(client=client, media=media),
-            delivery=router,
+            client=client,
             default_policy=ChannelPolicy(
                 max_tolerance=settings.safety_max_default,
                 force_check_content=settings.force_check_content,
             ),
-            wake=worker.wake,
+            concurrency=settings.concurrency,
         )
         yield App(settings, catalog, store, media, providers, router, service, worker)
 

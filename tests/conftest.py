@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.app import assemble_core
 from bot.catalog import Catalog, default_catalog
-from bot.delivery import DeliveryRouter
 from bot.interfaces import Provider
-from bot.media.loader import MediaReferenceLoader
 from bot.media.store import FileMediaStore
 from bot.models import JobUpdate, Origin
 from bot.policy import ChannelPolicy
@@ -82,35 +81,21 @@ async def core(tmp_path: Path, scripted: ScriptedProvider) -> AsyncIterator[Core
     catalog = default_catalog()
     async with SqliteStore(tmp_path / "core.db") as store, httpx.AsyncClient() as client:
         media = FileMediaStore(tmp_path / "media")
-        recorder = Recorder()
-        router = DeliveryRouter({"test": recorder})
         providers: dict[str, Provider] = {"scripted": scripted}
-        worker = Worker(
+        service, worker, router = assemble_core(
             catalog=catalog,
-            jobs=store,
-            reader=store,
-            ledger=store,
+            store=store,
             media=media,
             providers=providers,
-            delivery=router,
-            concurrency={"scripted": 2},
+            routing=["scripted"],
+            client=client,
+            default_policy=ChannelPolicy(max_tolerance="off"),
+            concurrency=2,
             idle_poll=0.05,
             position_interval=0.01,
         )
-        service = ImageService(
-            catalog=catalog,
-            jobs=store,
-            reader=store,
-            ledger=store,
-            policies=store,
-            media=media,
-            providers={"scripted": scripted.capabilities},
-            routing=["scripted"],
-            references=MediaReferenceLoader(client=client, media=media),
-            delivery=router,
-            default_policy=ChannelPolicy(max_tolerance="off"),
-            wake=worker.wake,
-        )
+        recorder = Recorder()
+        router.register("test", recorder)
         yield Core(catalog, store, media, service, worker, recorder, providers)
 
 
