@@ -13,32 +13,25 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from bot.budgets import BudgetCap, CapScope, CapUsage, Period, cap_label, period_bounds
+from bot.budgets import BudgetCap, CapScope, CapUsage, cap_label, period_bounds
 from bot.errors import BudgetExceeded, NotFound
 from bot.interfaces import EnqueueResult
-from bot.models import ImageRequest, Job, JobAction, JobStatus, Origin, ResultImage
+from bot.models import Job, Origin, ResultImage
 from bot.policy import ChannelPolicy
+from bot.storage.rows import cap_from_row, job_from_row, result_from_row, ts
 
 __all__ = ["SqliteStore"]
 
 log = logging.getLogger(__name__)
 
 _TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 async def _one(
@@ -152,7 +145,7 @@ class SqliteStore:
                 db, "SELECT * FROM jobs WHERE idempotency_key = ?", (job.idempotency_key,)
             )
             if existing is not None:
-                found = _job(existing)
+                found = job_from_row(existing)
                 return EnqueueResult(found, await self._position(db, existing), created=False)
             for usage in await self._usage(db, caps, now):
                 used = usage.spent_micros + usage.held_micros
@@ -189,13 +182,13 @@ class SqliteStore:
                     fair_round,
                     job.estimate_micros,
                     json.dumps(list(job.notices)),
-                    _ts(now),
-                    _ts(now),
+                    ts(now),
+                    ts(now),
                 ),
             )
             assert row is not None
-            await self._ledger(db, row, [("reserve", job.estimate_micros)], _ts(now), now)
-            return EnqueueResult(_job(row), await self._position(db, row), created=True)
+            await self._ledger(db, row, [("reserve", job.estimate_micros)], ts(now), now)
+            return EnqueueResult(job_from_row(row), await self._position(db, row), created=True)
 
     async def _fair_round(self, db: aiosqlite.Connection, job: Job) -> int:
         """Round-robin between users: a user's next job goes one round after their last
@@ -224,7 +217,7 @@ class SqliteStore:
 
     async def claim(self, provider: str, now: datetime, job_id: str | None = None) -> Job | None:
         only = "AND id = ?" if job_id is not None else ""
-        args: tuple[Any, ...] = (_ts(now), provider) + ((job_id,) if job_id is not None else ())
+        args: tuple[Any, ...] = (ts(now), provider) + ((job_id,) if job_id is not None else ())
         async with self._write(transaction=False) as db:
             row = await _one(
                 db,
@@ -234,13 +227,13 @@ class SqliteStore:
                    RETURNING *""",
                 args,
             )
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     async def set_task_id(self, job_id: str, task_id: str, now: datetime) -> None:
         async with self._write(transaction=False) as db:
             await db.execute(
                 "UPDATE jobs SET provider_task_id = ?, updated_at = ? WHERE id = ?",
-                (task_id, _ts(now), job_id),
+                (task_id, ts(now), job_id),
             )
 
     async def finish(
@@ -254,7 +247,7 @@ class SqliteStore:
         async with self._write() as db:
             row = await self._job_row(db, job_id)
             if row["status"] in _TERMINAL:
-                return _job(row)
+                return job_from_row(row)
             await db.executemany(
                 """INSERT INTO results (job_id, idx, media_key, mime_type, width, height, seed,
                    cost_micros, nsfw, withheld, provider_url) VALUES (?,?,?,?,?,?,?,?,?,?,?)""",
@@ -289,13 +282,13 @@ class SqliteStore:
                    notices_json = ? WHERE id = ? RETURNING *""",
                 (
                     cost_micros,
-                    _ts(now),
+                    ts(now),
                     json.dumps([*json.loads(row["notices_json"]), *notices]),
                     job_id,
                 ),
             )
         assert updated is not None
-        return _job(updated)
+        return job_from_row(updated)
 
     async def fail(
         self, job_id: str, code: str, message: str, now: datetime, *, cancelled: bool = False
@@ -303,17 +296,17 @@ class SqliteStore:
         async with self._write() as db:
             row = await self._job_row(db, job_id)
             if row["status"] in _TERMINAL:
-                return _job(row)
+                return job_from_row(row)
             period_at = await self._period_at(db, job_id)
             await self._ledger(db, row, [("release", -row["estimate_micros"])], period_at, now)
             updated = await _one(
                 db,
                 """UPDATE jobs SET status = ?, error_code = ?, error_message = ?, updated_at = ?
                    WHERE id = ? RETURNING *""",
-                ("cancelled" if cancelled else "failed", code, message[:2000], _ts(now), job_id),
+                ("cancelled" if cancelled else "failed", code, message[:2000], ts(now), job_id),
             )
         assert updated is not None
-        return _job(updated)
+        return job_from_row(updated)
 
     async def _job_row(self, db: aiosqlite.Connection, job_id: str) -> aiosqlite.Row:
         row = await _one(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -351,7 +344,7 @@ class SqliteStore:
                     job["channel_id"],
                     job["user_id"],
                     period_at,
-                    _ts(now),
+                    ts(now),
                 )
                 for kind, amount in entries
             ],
@@ -360,11 +353,11 @@ class SqliteStore:
     # --- JobReader -----------------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job:
-        return _job(await self._job_row(self._r, job_id))
+        return job_from_row(await self._job_row(self._r, job_id))
 
     async def get_results(self, job_id: str) -> list[ResultImage]:
         rows = await _all(self._r, "SELECT * FROM results WHERE job_id = ? ORDER BY idx", (job_id,))
-        return [_result(row) for row in rows]
+        return [result_from_row(row) for row in rows]
 
     async def queue_positions(self, limit: int) -> list[tuple[Job, int]]:
         rows = await _all(
@@ -373,13 +366,13 @@ class SqliteStore:
                AS position FROM jobs WHERE status = 'queued' ORDER BY fair_round, seq LIMIT ?""",
             (limit,),
         )
-        return [(_job(row), int(row["position"])) for row in rows]
+        return [(job_from_row(row), int(row["position"])) for row in rows]
 
     async def jobs_in_status(self, status: str, limit: int) -> list[Job]:
         rows = await _all(
             self._r, "SELECT * FROM jobs WHERE status = ? ORDER BY seq LIMIT ?", (status, limit)
         )
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     async def recent_jobs(self, workspace_id: str, user_id: str, limit: int) -> list[Job]:
         """A person's latest jobs, newest first."""
@@ -389,14 +382,14 @@ class SqliteStore:
                ORDER BY seq DESC LIMIT ?""",
             (workspace_id, user_id, limit),
         )
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     async def requeue(self, job_id: str, now: datetime) -> None:
         async with self._write(transaction=False) as db:
             await db.execute(
                 """UPDATE jobs SET status = 'queued', updated_at = ?
                    WHERE id = ? AND status = 'running' AND provider_task_id IS NULL""",
-                (_ts(now), job_id),
+                (ts(now), job_id),
             )
 
     # --- LedgerBook ----------------------------------------------------------------------
@@ -415,7 +408,7 @@ class SqliteStore:
                     cap.scope_id,
                     cap.period.value,
                     cap.limit_micros,
-                    _ts(now),
+                    ts(now),
                 ),
             )
 
@@ -438,7 +431,7 @@ class SqliteStore:
                  OR scope = 'workspace')""",
             (origin.workspace_id, origin.user_id, origin.channel_id),
         )
-        return [_cap(row) for row in rows]
+        return [cap_from_row(row) for row in rows]
 
     async def list_caps(self, workspace_id: str) -> list[BudgetCap]:
         rows = await _all(
@@ -446,7 +439,7 @@ class SqliteStore:
             "SELECT * FROM budget_caps WHERE workspace_id = ? ORDER BY scope, scope_id, period",
             (workspace_id,),
         )
-        return [_cap(row) for row in rows]
+        return [cap_from_row(row) for row in rows]
 
     async def usage(self, caps: Sequence[BudgetCap], now: datetime) -> list[CapUsage]:
         return await self._usage(self._r, caps, now)
@@ -467,7 +460,7 @@ class SqliteStore:
                 args.append(cap.scope_id)
             if start is not None:
                 where.append("period_at >= ?")
-                args.append(_ts(start))
+                args.append(ts(start))
             row = await _one(
                 db,
                 f"""SELECT COALESCE(SUM(CASE WHEN kind = 'charge' THEN amount_micros END), 0),
@@ -492,7 +485,7 @@ class SqliteStore:
                        COALESCE(SUM(CASE WHEN kind != 'charge' THEN amount_micros END), 0)
                 FROM ledger WHERE workspace_id = ? AND period_at >= ?
                 GROUP BY {column} ORDER BY spent DESC, {column} LIMIT ?""",
-            (workspace_id, _ts(since) if since else "", limit),
+            (workspace_id, ts(since) if since else "", limit),
         )
         return [(str(row[0]), int(row[1]), int(row[2])) for row in rows]
 
@@ -531,54 +524,6 @@ class SqliteStore:
                     channel_id,
                     policy.max_tolerance,
                     int(policy.force_check_content),
-                    _ts(now),
+                    ts(now),
                 ),
             )
-
-
-def _job(row: aiosqlite.Row) -> Job:
-    return Job(
-        id=row["id"],
-        origin=Origin.model_validate_json(row["origin_json"]),
-        request=ImageRequest.model_validate_json(row["request_json"]),
-        action=JobAction(row["action"]),
-        parent_job_id=row["parent_job_id"],
-        parent_index=row["parent_index"],
-        provider=row["provider"],
-        status=JobStatus(row["status"]),
-        provider_task_id=row["provider_task_id"],
-        estimate_micros=row["estimate_micros"],
-        cost_micros=row["cost_micros"],
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        idempotency_key=row["idempotency_key"],
-        notices=tuple(json.loads(row["notices_json"])),
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
-    )
-
-
-def _result(row: aiosqlite.Row) -> ResultImage:
-    return ResultImage(
-        job_id=row["job_id"],
-        index=row["idx"],
-        media_key=row["media_key"],
-        mime_type=row["mime_type"],
-        width=row["width"],
-        height=row["height"],
-        seed=row["seed"],
-        cost_micros=row["cost_micros"],
-        nsfw=bool(row["nsfw"]),
-        withheld=bool(row["withheld"]),
-        provider_url=row["provider_url"],
-    )
-
-
-def _cap(row: aiosqlite.Row) -> BudgetCap:
-    return BudgetCap(
-        scope=CapScope(row["scope"]),
-        workspace_id=row["workspace_id"],
-        scope_id=row["scope_id"],
-        period=Period(row["period"]),
-        limit_micros=row["limit_micros"],
-    )
