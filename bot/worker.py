@@ -110,6 +110,13 @@ class Worker:
                 )
             else:
                 await self._reader.requeue(job.id, self._clock())
+        for job in await self._reader.jobs_in_status(JobStatus.QUEUED.value, limit=100_000):
+            if job.provider not in self._providers:
+                # Its provider was removed from the configuration: refund rather than hold
+                # the person's money for a job nothing will ever run.
+                await self._fail(
+                    job, "provider_unavailable", f"provider {job.provider} is not configured"
+                )
         self.wake()
 
     async def _claim_loop(self, name: str, group: asyncio.TaskGroup) -> None:

@@ -19,6 +19,7 @@ from bot.messages import render_failure
 from bot.models import Done, Failed, ImageRequest, JobAction, JobStatus, Queued
 from bot.policy import ChannelPolicy
 from bot.service import utcnow
+from bot.worker import Worker
 from tests.conftest import Core, origin
 from tests.fakes.provider import ScriptedProvider
 
@@ -344,3 +345,25 @@ async def test_usage_report_shows_own_spend_top_spenders_and_channels(
     assert (report.own_spent_micros, report.own_held_micros) == (10_000, 0)
     assert report.top_users == (("alice", 20_000, 0), ("bob", 10_000, 0))
     assert set(report.channels) == {("general", 20_000, 0), ("art", 10_000, 0)}
+
+
+async def test_queued_jobs_of_a_provider_no_longer_configured_are_refunded_at_start(
+    core: Core,
+) -> None:
+    submitted = await core.service.submit(req(), origin(), idempotency_key="k")
+    orphan = await core.store.get_job(submitted.job.id)
+    # the same database, now run by a worker without that provider
+    worker = Worker(
+        catalog=core.catalog,
+        jobs=core.store,
+        reader=core.store,
+        ledger=core.store,
+        media=core.media,
+        providers={},
+        delivery=core.recorder,
+    )
+    async with asyncio.TaskGroup() as group:
+        await worker.recover(group)
+    failed = await core.store.get_job(orphan.id)
+    assert failed.status is JobStatus.FAILED and failed.error_code == "provider_unavailable"
+    assert await core.store.ledger_totals() == {"reserve": NB2_1K, "release": -NB2_1K}
