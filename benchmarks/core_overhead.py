@@ -100,7 +100,7 @@ async def run(jobs: int, latency_jobs: int, concurrency: int) -> list[str]:
                 media=FileMediaStore(root / "media"),
                 providers={"instant": provider},
                 routing=["instant"],
-                client=client,
+                reference_client=client,
                 default_policy=ChannelPolicy(max_tolerance="none"),
                 concurrency=concurrency,
                 idle_poll=0.5,

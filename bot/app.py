@@ -17,6 +17,7 @@ from bot.catalog import Catalog, default_catalog, load_catalog
 from bot.delivery import DeliveryRouter
 from bot.errors import ConfigurationError
 from bot.interfaces import Provider
+from bot.media.guard import guarded_client
 from bot.media.loader import MediaReferenceLoader
 from bot.media.store import FileMediaStore
 from bot.policy import ChannelPolicy
@@ -101,7 +102,7 @@ def assemble_core(
     media: FileMediaStore,
     providers: Mapping[str, Provider],
     routing: Sequence[str],
-    client: httpx.AsyncClient,
+    reference_client: httpx.AsyncClient,
     default_policy: ChannelPolicy,
     concurrency: int,
     idle_poll: float = 1.0,
@@ -111,6 +112,8 @@ def assemble_core(
 
     Args:
         routing: provider names tried in order for requests that name none.
+        reference_client: fetches reference links people give (use
+            :func:`bot.media.guard.guarded_client`: public addresses only).
         concurrency: jobs at once per provider.
         idle_poll: seconds between claims when idle (jobs from other processes).
         position_interval: seconds between queue-position updates.
@@ -137,7 +140,7 @@ def assemble_core(
         media=media,
         providers={name: p.capabilities for name, p in providers.items()},
         routing=routing,
-        references=MediaReferenceLoader(client=client, media=media),
+        references=MediaReferenceLoader(client=reference_client, media=media),
         delivery=router,
         default_policy=default_policy,
         wake=worker.wake,
@@ -164,6 +167,9 @@ async def build_app(settings: Settings) -> AsyncIterator[App]:
                 headers={"User-Agent": "bananabot/0.1"},
             )
         )
+        reference_client = await stack.enter_async_context(
+            guarded_client(timeout=settings.http_timeout)
+        )
         media = FileMediaStore(settings.data_dir / "media")
         providers = build_providers(settings, client)
         service, worker, router = assemble_core(
@@ -172,7 +178,7 @@ async def build_app(settings: Settings) -> AsyncIterator[App]:
             media=media,
             providers=providers,
             routing=settings.configured_providers(),
-            client=client,
+            reference_client=reference_client,
             default_policy=ChannelPolicy(
                 max_tolerance=settings.safety_max_default,
                 force_check_content=settings.force_check_content,
@@ -183,10 +189,17 @@ async def build_app(settings: Settings) -> AsyncIterator[App]:
 
 
 async def run(settings: Settings) -> None:
-    """``bananabot run``: workers plus every adapter with credentials, else the playground.
+    """``bananabot run``: workers plus every chat adapter with credentials, else the playground.
 
-    Runs until SIGINT or SIGTERM (``docker stop``), then shuts down cleanly: running jobs
-    keep their provider task ids and are resumed at the next start.
+    With ``DISCORD_TOKEN`` the Discord adapter runs and the playground does not: the
+    playground has no login and spends outside every Discord budget, so it only starts
+    where no chat adapter runs (a local try-out). Runs until SIGINT or SIGTERM (``docker
+    stop``), then shuts down cleanly: running jobs keep their provider task ids and are
+    resumed at the next start, and their results are delivered then.
+
+    Raises:
+        ConfigurationError: an adapter cannot start with these settings (e.g. Discord
+            refused the token).
     """
     from adapters.web.server import WebPlayground  # adapters are loaded by name, late
 
@@ -196,23 +209,38 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with build_app(settings) as app, asyncio.TaskGroup() as group:
+            tasks = [group.create_task(app.worker.run(), name="worker")]
+            chat = 0
             if settings.discord_token is not None:
-                log.warning("DISCORD_TOKEN is set; the Discord adapter is not in this version yet")
+                from adapters.discord import DiscordAdapter
+
+                discord_adapter = DiscordAdapter.from_settings(
+                    settings,
+                    service=app.service,
+                    media=app.media,
+                    ledger=app.store,
+                    policies=app.store,
+                )
+                app.router.register(discord_adapter.platform, discord_adapter)
+                tasks.append(group.create_task(discord_adapter.serve(), name="discord"))
+                chat += 1
             if settings.slack_bot_token is not None:
                 log.warning("SLACK_BOT_TOKEN is set; the Slack adapter is not in this version yet")
-            tasks = [group.create_task(app.worker.run(), name="worker")]
-            playground = WebPlayground(
-                service=app.service,
-                media=app.media,
-                host=settings.web_host,
-                port=settings.web_port,
-            )
-            app.router.register(playground.platform, playground)
-            tasks.append(group.create_task(playground.serve(), name="web"))
+            if not chat:
+                playground = WebPlayground(
+                    service=app.service,
+                    media=app.media,
+                    host=settings.web_host,
+                    port=settings.web_port,
+                )
+                app.router.register(playground.platform, playground)
+                tasks.append(group.create_task(playground.serve(), name="web"))
             await stop.wait()
             log.info("shutting down")
             for task in tasks:
                 task.cancel()
+    except* ConfigurationError as failed:
+        raise failed.exceptions[0] from None
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

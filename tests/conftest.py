@@ -88,7 +88,7 @@ async def core(tmp_path: Path, scripted: ScriptedProvider) -> AsyncIterator[Core
             media=media,
             providers=providers,
             routing=["scripted"],
-            client=client,
+            reference_client=client,
             default_policy=ChannelPolicy(max_tolerance="off"),
             concurrency=2,
             idle_poll=0.05,

@@ -12,6 +12,7 @@ import httpx
 
 from bot.errors import ReferenceImageError
 from bot.interfaces import StoredMedia
+from bot.media.guard import AddressRefused
 from bot.media.images import MAX_PIXELS, prepare_reference
 from bot.models import ReferenceImage
 
@@ -111,8 +112,8 @@ async def fetch_reference(
     client's ``follow_redirects`` is not used), each of which must stay http or https. The
     bytes are not inspected: pass them to :func:`bot.media.images.prepare_reference`.
 
-    Address checks (private, loopback and link-local hosts, DNS rebinding) are not done here
-    yet; only call this with links from people allowed to make the bot fetch them.
+    Address checks (private, loopback and link-local hosts, DNS rebinding) belong to the
+    client: pass :func:`bot.media.guard.guarded_client` for links people give.
 
     Args:
         url: an ``http://`` or ``https://`` link.
@@ -164,6 +165,11 @@ async def fetch_reference(
             f"{host} did not send the reference image within {timeout:g} seconds"
         ) from exc
     except httpx.HTTPError as exc:
+        if isinstance(exc.__cause__, AddressRefused):
+            raise ReferenceImageError(
+                f"{host} is not a public internet address; links into private or local "
+                "networks are not allowed"
+            ) from exc
         raise ReferenceImageError(f"could not download the reference image from {host}") from exc
 
 
