@@ -218,8 +218,6 @@ async def run(settings: Settings) -> None:
                     settings,
                     service=app.service,
                     media=app.media,
-                    ledger=app.store,
-                    policies=app.store,
                 )
                 app.router.register(discord_adapter.platform, discord_adapter)
                 tasks.append(group.create_task(discord_adapter.serve(), name="discord"))

@@ -1,4 +1,4 @@
-"""The ``bananabot`` command: run, imagine, budget, policy, doctor."""
+"""The ``bananabot`` command: run, imagine, budget, policy, doctor, discord."""
 
 from __future__ import annotations
 
@@ -98,6 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     pset.add_argument("--force-check-content", action=argparse.BooleanOptionalAction, default=False)
 
     sub.add_parser("doctor", help="check the configuration and show it with secrets masked")
+
+    dc = sub.add_parser("discord", help="Discord: push the slash commands, print the invite URL")
+    dsub = dc.add_subparsers(dest="action", required=True)
+    dsub.add_parser(
+        "sync",
+        help="push the commands (to DISCORD_GUILD_IDS at once if set, else globally)",
+    )
+    invite = dsub.add_parser("invite-url", help="print the URL that adds the bot to a server")
+    invite.add_argument(
+        "--client-id", type=int, help="the application id (default: read from DISCORD_TOKEN)"
+    )
     return parser
 
 
@@ -128,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_budget(args, settings))
         if args.command == "policy":
             return asyncio.run(_policy(args, settings))
+        if args.command == "discord":
+            return _discord(args, settings)
         return asyncio.run(_doctor(settings))
     except UserInputError as exc:
         print(f"bananabot: {render_error(exc)}", file=sys.stderr)
@@ -411,6 +424,48 @@ async def _doctor(settings: Settings) -> int:
         print(f"Problem: {exc}")
     print("OK" if not problems else f"{problems} problem(s)")
     return EXIT_OK if not problems else EXIT_CONFIG
+
+
+def _discord(args: argparse.Namespace, settings: Settings) -> int:
+    """``bananabot discord sync`` and ``bananabot discord invite-url``."""
+    # Late: importing discord.py takes a while, and only these commands need it.
+    from adapters.discord import application_id_from_token, invite_url
+
+    if args.action == "invite-url":
+        client_id = args.client_id
+        if client_id is None:
+            if settings.discord_token is None:
+                raise ConfigurationError("set DISCORD_TOKEN or pass --client-id")
+            try:
+                client_id = application_id_from_token(settings.discord_token.get_secret_value())
+            except ValueError as exc:
+                raise ConfigurationError(
+                    "DISCORD_TOKEN does not look like a bot token; pass --client-id"
+                ) from exc
+        print(invite_url(client_id))
+        return EXIT_OK
+    return asyncio.run(_discord_sync(settings))
+
+
+async def _discord_sync(settings: Settings) -> int:
+    import discord
+
+    from adapters.discord import DiscordAdapter
+
+    async with build_app(settings) as app:
+        adapter = DiscordAdapter.from_settings(settings, service=app.service, media=app.media)
+        try:
+            for line in await adapter.sync_commands():
+                print(f"Synced {line}")
+        except discord.HTTPException as exc:
+            print(f"bananabot: Discord refused the commands: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    if not settings.discord_guild_ids:
+        print(
+            "Global commands can take a moment to show up; set DISCORD_GUILD_IDS for "
+            "instant updates in test servers."
+        )
+    return EXIT_OK
 
 
 # A 1x1 PNG used to check that the media store is writable.

@@ -8,6 +8,7 @@ from bot.errors import (
     BananabotError,
     BudgetExceeded,
     InvalidRequest,
+    NotFound,
     PolicyRefused,
     ProviderError,
     ReferenceImageError,
@@ -57,6 +58,8 @@ def render_error(error: BananabotError, now: datetime | None = None) -> str:
         )
     if isinstance(error, InvalidRequest | PolicyRefused):
         return f"{error.message[:1].upper()}{error.message[1:]}.{_allowed(error.allowed)}"
+    if isinstance(error, NotFound):
+        return f"{error.message[:1].upper()}{error.message[1:].rstrip('.')}."
     if isinstance(error, ReferenceImageError):
         which = f"Reference image {error.index + 1}" if error.index >= 0 else "A reference image"
         return f"{which} could not be used: {error.message}."

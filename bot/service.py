@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.budgets import CapScope, CapUsage, Period, period_bounds
+from bot.budgets import BudgetCap, CapScope, CapUsage, Period, period_bounds
 from bot.catalog import Catalog, validate
 from bot.errors import InvalidRequest, NotFound, PolicyRefused
 from bot.interfaces import (
@@ -366,6 +366,39 @@ class ImageService:
         channels = await self._ledger.spend_by(origin.workspace_id, CapScope.CHANNEL, start, top)
         own = next(((s, h) for uid, s, h in users if uid == origin.user_id), (0, 0))
         return UsageReport(period, own[0], own[1], tuple(users[:top]), tuple(channels))
+
+    async def caps(self, workspace_id: str) -> list[CapUsage]:
+        """Every cap of a workspace with what is spent, held and left (for admins)."""
+        return await self._ledger.usage(await self._ledger.list_caps(workspace_id), self._clock())
+
+    async def set_cap(self, cap: BudgetCap) -> None:
+        """Create or change a cap (the caller checked the person may)."""
+        await self._ledger.set_cap(cap, self._clock())
+        log.info(
+            "cap set",
+            extra={
+                "scope": cap.scope.value,
+                "period": cap.period.value,
+                "limit_micros": cap.limit_micros,
+            },
+        )
+
+    async def remove_cap(self, cap: BudgetCap) -> bool:
+        """Remove a cap; False if there was none (the caller checked the person may)."""
+        return await self._ledger.remove_cap(cap)
+
+    async def set_policy(self, workspace_id: str, channel_id: str, policy: ChannelPolicy) -> None:
+        """Set a channel's policy, or the workspace's with ``channel_id`` ``""`` (the caller
+        checked the person may). A channel policy can only tighten its workspace's."""
+        await self._policies.set_policy(workspace_id, channel_id, policy, self._clock())
+        log.info(
+            "policy set",
+            extra={
+                "workspace": workspace_id,
+                "channel": channel_id,
+                "max_tolerance": policy.max_tolerance,
+            },
+        )
 
     async def positions(self, job_ids: Sequence[str]) -> dict[str, int]:
         """Current queue positions of those of ``job_ids`` that are still queued."""

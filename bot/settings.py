@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         "google:4@3", validation_alias=_env("BANANABOT_RUNWARE_MODEL_NB2")
     )
     catalog_file: Path | None = Field(None, validation_alias=_env("BANANABOT_CATALOG_FILE"))
+    discord_message_content: bool = Field(
+        False, validation_alias=_env("BANANABOT_DISCORD_MESSAGE_CONTENT")
+    )
     discord_token_lifetime: float = Field(
         900.0, gt=0, validation_alias=_env("BANANABOT_DISCORD_TOKEN_LIFETIME")
     )

@@ -15,7 +15,7 @@ from bot.errors import (
     ProviderUnavailable,
     SafetyBlocked,
 )
-from bot.messages import render_failure
+from bot.messages import render_error, render_failure
 from bot.models import Done, Failed, ImageRequest, JobAction, JobStatus, Queued
 from bot.policy import ChannelPolicy
 from bot.service import utcnow
@@ -367,3 +367,7 @@ async def test_queued_jobs_of_a_provider_no_longer_configured_are_refunded_at_st
     failed = await core.store.get_job(orphan.id)
     assert failed.status is JobStatus.FAILED and failed.error_code == "provider_unavailable"
     assert await core.store.ledger_totals() == {"reserve": NB2_1K, "release": -NB2_1K}
+
+
+def test_not_found_reads_as_its_own_sentence() -> None:
+    assert render_error(NotFound("no job abc123")) == "No job abc123."
