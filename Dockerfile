@@ -2,7 +2,8 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    BANANABOT_DATA_DIR=/data BANANABOT_WEB_HOST=0.0.0.0 DATABASE_URL=sqlite:////data/bananabot.db
+    BANANABOT_DATA_DIR=/data BANANABOT_WEB_HOST=0.0.0.0 BANANABOT_SLACK_HOST=0.0.0.0 \
+    DATABASE_URL=sqlite:////data/bananabot.db
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -13,7 +14,7 @@ RUN pip install --no-cache-dir . && useradd --create-home --uid 10001 bananabot 
 
 USER bananabot
 VOLUME ["/data"]
-EXPOSE 8080
-HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"
+# 8080: the local playground (no login: publish it to localhost only); 3000: Slack HTTP mode.
+EXPOSE 8080 3000
 ENTRYPOINT ["bananabot"]
 CMD ["run"]

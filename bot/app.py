@@ -223,7 +223,14 @@ async def run(settings: Settings) -> None:
                 tasks.append(group.create_task(discord_adapter.serve(), name="discord"))
                 chat += 1
             if settings.slack_bot_token is not None:
-                log.warning("SLACK_BOT_TOKEN is set; the Slack adapter is not in this version yet")
+                from adapters.slack import SlackAdapter
+
+                slack_adapter = SlackAdapter.from_settings(
+                    settings, service=app.service, media=app.media
+                )
+                app.router.register(slack_adapter.platform, slack_adapter)
+                tasks.append(group.create_task(slack_adapter.serve(), name="slack"))
+                chat += 1
             if not chat:
                 playground = WebPlayground(
                     service=app.service,

@@ -8,12 +8,14 @@ job's ledger entries all count in the period the job was reserved in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.errors import BudgetExceeded
 from bot.models import BudgetLeft, Origin
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "Period",
     "cap_keys",
     "cap_label",
+    "first_exceeded",
     "period_bounds",
     "tightest",
 ]
@@ -136,6 +139,24 @@ def cap_label(cap: BudgetCap) -> str:
     if cap.scope is CapScope.CHANNEL:
         return f"this channel's {word} cap"
     return f"this workspace's {word} cap"
+
+
+def first_exceeded(usages: Sequence[CapUsage], estimate_micros: int) -> BudgetExceeded | None:
+    """The refusal for reserving ``estimate_micros`` more, or None if every cap has room.
+
+    The rule: spent + held + estimate must stay within each cap's limit. The tightest cap
+    is named.
+    """
+    for usage in sorted(usages, key=lambda u: u.left_micros):
+        if usage.spent_micros + usage.held_micros + estimate_micros > usage.cap.limit_micros:
+            return BudgetExceeded(
+                cap_label(usage.cap),
+                usage.cap.limit_micros,
+                usage.left_micros,
+                estimate_micros,
+                usage.resets_at,
+            )
+    return None
 
 
 def tightest(usages: list[CapUsage]) -> BudgetLeft | None:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.budgets import BudgetCap, CapScope, CapUsage, Period, period_bounds
-from bot.catalog import Catalog, validate
+from bot.budgets import BudgetCap, CapScope, CapUsage, Period, first_exceeded, period_bounds
+from bot.catalog import Catalog, ResolvedSize, validate
 from bot.errors import InvalidRequest, NotFound, PolicyRefused
 from bot.interfaces import (
     Delivery,
@@ -33,7 +33,15 @@ from bot.models import (
 )
 from bot.policy import ChannelPolicy, apply_policy, combine
 
-__all__ = ["Clock", "ImageService", "Submitted", "UsageReport", "new_job_id", "utcnow"]
+__all__ = [
+    "Clock",
+    "ImageService",
+    "Quote",
+    "Submitted",
+    "UsageReport",
+    "new_job_id",
+    "utcnow",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,16 @@ def utcnow() -> datetime:
 def new_job_id() -> str:
     """12 URL-safe characters (72 random bits): short enough for ``bb:vary:<id>:<i>``."""
     return secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A request as it would run: after policy, its size, its estimate in micro-dollars."""
+
+    request: ImageRequest
+    size: ResolvedSize
+    estimate_micros: int
+    notices: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +193,23 @@ class ImageService:
             f"{len(request.references)} reference images",
             self._routing,
         )
+
+    async def quote(self, request: ImageRequest, origin: Origin) -> Quote:
+        """What ``submit`` would do, without storing or reserving anything: the request after
+        policy, its size and estimate. Lets an adapter refuse before posting in public; the
+        reservation in ``submit`` stays the authority.
+
+        Raises:
+            InvalidRequest: as for ``submit``.
+            BudgetExceeded: a cap has no room for the estimate right now.
+        """
+        size = validate(self.catalog, request)
+        decision = apply_policy(request, await self.policy_for(origin))
+        estimate = self.catalog.estimate_micros(decision.request, size)
+        refusal = first_exceeded(await self.budget(origin), estimate)
+        if refusal is not None:
+            raise refusal
+        return Quote(decision.request, size, estimate, decision.notices)
 
     async def submit(
         self,

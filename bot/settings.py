@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     )
     discord_gateway_url: str | None = Field(None, validation_alias=_env("DISCORD_GATEWAY_URL"))
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    slack_host: str = Field("127.0.0.1", validation_alias=_env("BANANABOT_SLACK_HOST"))
+    slack_port: int = Field(3000, ge=0, le=65535, validation_alias=_env("BANANABOT_SLACK_PORT"))
+    slack_admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("BANANABOT_SLACK_ADMINS")
+    )
     discord_guild_ids: Annotated[list[int], NoDecode] = Field(
         default_factory=list, validation_alias=_env("DISCORD_GUILD_IDS")
     )
@@ -107,6 +112,13 @@ class Settings(BaseSettings):
     def _split_providers(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
         return value
 
     @field_validator("discord_guild_ids", mode="before")

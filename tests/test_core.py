@@ -371,3 +371,13 @@ async def test_queued_jobs_of_a_provider_no_longer_configured_are_refunded_at_st
 
 def test_not_found_reads_as_its_own_sentence() -> None:
     assert render_error(NotFound("no job abc123")) == "No job abc123."
+
+
+async def test_quote_checks_policy_and_budget_without_storing_anything(core: Core) -> None:
+    await core.store.set_policy("ws", "general", ChannelPolicy(max_tolerance="low"), utcnow())
+    quote = await core.service.quote(req(safety_tolerance="off"), origin())
+    assert quote.request.safety_tolerance == "low" and quote.estimate_micros == NB2_1K
+    await cap(core, CapScope.USER, "alice", NB2_1K - 1)
+    with pytest.raises(BudgetExceeded):
+        await core.service.quote(req(), origin())
+    assert await core.store.ledger_totals() == {}

@@ -146,8 +146,9 @@ def _open(data: bytes, max_pixels: int) -> tuple[ImageFile.ImageFile, str]:
                 raise ReferenceImageError("this WebP image is damaged and cannot be read")
             _check_size(canvas, max_pixels)
         try:
-            with _WARNINGS_LOCK, warnings.catch_warnings(
-                action="error", category=Image.DecompressionBombWarning
+            with (
+                _WARNINGS_LOCK,
+                warnings.catch_warnings(action="error", category=Image.DecompressionBombWarning),
             ):
                 image = factory(BytesIO(data), "")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -39,8 +39,7 @@ _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 class ImageSink(Protocol):
     """Where :func:`load_reference` puts the cleaned bytes (a :class:`MediaStore` will do)."""
 
-    async def put_image(self, data: bytes) -> StoredMedia:
-        ...
+    async def put_image(self, data: bytes) -> StoredMedia: ...
 
 
 def _size(n: int) -> str:

@@ -20,8 +20,8 @@ from typing import Any
 
 import aiosqlite
 
-from bot.budgets import BudgetCap, CapScope, CapUsage, cap_label, period_bounds
-from bot.errors import BudgetExceeded, NotFound
+from bot.budgets import BudgetCap, CapScope, CapUsage, first_exceeded, period_bounds
+from bot.errors import NotFound
 from bot.interfaces import EnqueueResult
 from bot.models import Job, Origin, ResultImage
 from bot.policy import ChannelPolicy
@@ -147,16 +147,9 @@ class SqliteStore:
             if existing is not None:
                 found = job_from_row(existing)
                 return EnqueueResult(found, await self._position(db, existing), created=False)
-            for usage in await self._usage(db, caps, now):
-                used = usage.spent_micros + usage.held_micros
-                if used + job.estimate_micros > usage.cap.limit_micros:
-                    raise BudgetExceeded(
-                        cap_label(usage.cap),
-                        usage.cap.limit_micros,
-                        usage.left_micros,
-                        job.estimate_micros,
-                        usage.resets_at,
-                    )
+            refusal = first_exceeded(await self._usage(db, caps, now), job.estimate_micros)
+            if refusal is not None:
+                raise refusal
             fair_round = await self._fair_round(db, job)
             origin = job.origin
             row = await _one(

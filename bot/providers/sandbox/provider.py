@@ -134,9 +134,7 @@ def _gradient(width: int, height: int, seed: int) -> Image.Image:
     return small.resize((width, height), Image.Resampling.BILINEAR)
 
 
-def _thumbnails(
-    references: Sequence[ReferenceData], width: int, height: int
-) -> list[Image.Image]:
+def _thumbnails(references: Sequence[ReferenceData], width: int, height: int) -> list[Image.Image]:
     """Reference images as RGBA thumbnails sized to fit one row along the bottom."""
     if not references:
         return []
@@ -203,8 +201,12 @@ def render_image(
     line_height = _line_height(text_font)
     y = math.ceil(bottom) + pad + margin // 2
     draw.text(
-        (margin, y), caption, font=text_font, fill=(255, 255, 255),
-        stroke_width=stroke, stroke_fill=(0, 0, 0),
+        (margin, y),
+        caption,
+        font=text_font,
+        fill=(255, 255, 255),
+        stroke_width=stroke,
+        stroke_fill=(0, 0, 0),
     )
     y += line_height + margin // 2
 
@@ -216,8 +218,10 @@ def render_image(
         for thumb in thumbnails:
             draw.rectangle(
                 (
-                    x - border, strip_top - border,
-                    x + thumb.width - 1 + border, strip_top + thumb.height - 1 + border,
+                    x - border,
+                    strip_top - border,
+                    x + thumb.width - 1 + border,
+                    strip_top + thumb.height - 1 + border,
                 ),
                 fill=(255, 255, 255),
             )
@@ -232,8 +236,12 @@ def render_image(
             lines[-1] = lines[-1].rstrip()[: max(0, len(lines[-1]) - 1)] + "…"
     for line in lines:
         draw.text(
-            (margin, y), line, font=text_font, fill=(255, 255, 255),
-            stroke_width=stroke, stroke_fill=(0, 0, 0),
+            (margin, y),
+            line,
+            font=text_font,
+            fill=(255, 255, 255),
+            stroke_width=stroke,
+            stroke_fill=(0, 0, 0),
         )
         y += line_height
     return encode(canvas, fmt, quality=quality, fast=True)
