@@ -10,12 +10,9 @@ one sender, so its messages go out in order; progress edits are throttled to one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import discord
@@ -24,6 +21,7 @@ from adapters.discord.outgoing import Outgoing, Poster, TokenDead, compose, prep
 from adapters.discord.text import failure_note, header, progress_text
 from adapters.discord.translate import PLATFORM, ReplyHandle, decode_handle
 from bot.catalog import Catalog
+from bot.coalesce import UpdateCoalescer
 from bot.interfaces import MediaStore
 from bot.messages import describe_done, render_failure
 from bot.models import Done, Failed, Generating, Job, JobUpdate, Queued, ResultImage
@@ -31,19 +29,6 @@ from bot.models import Done, Failed, Generating, Job, JobUpdate, Queued, ResultI
 __all__ = ["DiscordDelivery"]
 
 log = logging.getLogger(__name__)
-
-_RANK: Final = {"queued": 0, "generating": 1, "done": 2, "failed": 2}
-_TERMINAL: Final = 2
-_FINISHED_REMEMBERED: Final = 10_000
-
-
-@dataclass
-class _Slot:
-    rank: int = -1
-    pending: JobUpdate | None = None
-    last_edit: float = float("-inf")
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    sender: asyncio.Task[None] | None = None
 
 
 class DiscordDelivery:
@@ -72,79 +57,26 @@ class DiscordDelivery:
         self._poster = poster
         self._catalog = catalog
         self._media = media
-        self._interval = progress_interval
-        self._first_progress = min(first_progress, progress_interval)
-        self._monotonic = monotonic
-        self._slots: dict[str, _Slot] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._coalescer = UpdateCoalescer(
+            self._send,
+            platform=PLATFORM,
+            interval=progress_interval,
+            first_delay=first_progress,
+            monotonic=monotonic,
+        )
 
     async def on_update(self, update: JobUpdate) -> None:
         """Record the job's latest state and wake its sender; returns at once."""
-        job = update.job
-        if job.origin.platform != PLATFORM or self._closed or job.id in self._finished:
-            return
-        rank = _RANK[update.kind]
-        slot = self._slots.get(job.id)
-        if slot is None:
-            # The first progress edit waits ``first_progress`` seconds: acks of a burst of
-            # commands go first, and quick jobs go straight from "thinking…" to the result.
-            slot = self._slots[job.id] = _Slot(
-                last_edit=self._monotonic() - self._interval + self._first_progress
-            )
-        if rank < slot.rank or slot.rank == _TERMINAL:
-            return
-        slot.rank, slot.pending = rank, update
-        slot.wake.set()
-        if slot.sender is None or slot.sender.done():
-            slot.sender = self.spawn(self._drain(job.id, slot), name=f"discord-send:{job.id}")
+        await self._coalescer.submit(update)
 
     def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run ``coro`` as a task this delivery owns (cancelled and awaited by :meth:`close`)."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._coalescer.spawn(coro, name=name)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop: drop progress at once, give results and failures being posted ``grace``
         seconds, then cancel every sender and wait for them."""
-        self._closed = True
-        finishing = {slot.sender for slot in self._slots.values() if slot.rank == _TERMINAL}
-        for task in self._tasks - finishing:
-            task.cancel()
-        if finishing := {task for task in finishing if task is not None}:
-            await asyncio.wait(finishing, timeout=grace)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _drain(self, job_id: str, slot: _Slot) -> None:
-        try:
-            while (update := slot.pending) is not None:
-                terminal = _RANK[update.kind] == _TERMINAL
-                wait = slot.last_edit + self._interval - self._monotonic()
-                if not terminal and wait > 0:
-                    slot.wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await slot.wake.wait()
-                    continue  # the latest state (maybe a result) goes next
-                slot.pending = None
-                await self._send(update)
-                if terminal:
-                    break
-                slot.last_edit = self._monotonic()
-        finally:
-            if slot.rank == _TERMINAL and slot.pending is None:
-                self._slots.pop(job_id, None)
-                self._finished[job_id] = None
-                while len(self._finished) > _FINISHED_REMEMBERED:
-                    self._finished.popitem(last=False)
+        await self._coalescer.close(grace)
 
     async def _send(self, update: JobUpdate) -> None:
         try:

@@ -10,12 +10,9 @@ latest state wins, and a state never goes backwards (no "queued" after "generati
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -30,6 +27,7 @@ from adapters.slack.blocks import (
 from adapters.slack.outgoing import Poster, api_error
 from adapters.slack.translate import PLATFORM, ReplyHandle, decode_handle
 from bot.catalog import Catalog
+from bot.coalesce import UpdateCoalescer
 from bot.errors import BananabotError
 from bot.interfaces import MediaStore
 from bot.messages import describe_done, render_failure
@@ -39,9 +37,6 @@ __all__ = ["SlackDelivery", "result_filename"]
 
 log = logging.getLogger(__name__)
 
-_RANK: Final = {"queued": 0, "generating": 1, "done": 2, "failed": 2}
-_TERMINAL: Final = 2
-_FINISHED_REMEMBERED: Final = 10_000
 _EXTENSIONS: Final = {
     "image/png": "png",
     "image/jpeg": "jpg",
@@ -53,15 +48,6 @@ _EXTENSIONS: Final = {
 def result_filename(image: ResultImage) -> str:
     """``bananabot-<job>-<n>.<ext>`` (the extension tells Slack the file type)."""
     return f"bananabot-{image.job_id}-{image.index + 1}.{_EXTENSIONS.get(image.mime_type, 'png')}"
-
-
-@dataclass
-class _Slot:
-    rank: int = -1
-    pending: JobUpdate | None = None
-    last_edit: float = float("-inf")
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    sender: asyncio.Task[None] | None = None
 
 
 class SlackDelivery:
@@ -88,71 +74,28 @@ class SlackDelivery:
         self._poster = poster
         self._catalog = catalog
         self._media = media
-        self._interval = progress_interval
-        self._monotonic = monotonic
-        self._slots: dict[str, _Slot] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._coalescer = UpdateCoalescer(
+            self._send,
+            platform=PLATFORM,
+            interval=progress_interval,
+            monotonic=monotonic,
+        )
 
     async def on_update(self, update: JobUpdate) -> None:
         """Record the job's latest state and wake its sender; returns at once."""
-        job = update.job
-        if job.origin.platform != PLATFORM or self._closed or job.id in self._finished:
-            return
-        rank = _RANK[update.kind]
-        slot = self._slots.setdefault(job.id, _Slot())
-        if rank < slot.rank or slot.rank == _TERMINAL:
-            return
-        slot.rank, slot.pending = rank, update
-        slot.wake.set()
-        if slot.sender is None or slot.sender.done():
-            slot.sender = self.spawn(self._drain(job.id, slot), name=f"slack-send:{job.id}")
+        await self._coalescer.submit(update)
 
     def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run ``coro`` as a task this delivery owns (cancelled and awaited by :meth:`close`)."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._coalescer.spawn(coro, name=name)
 
     async def idle(self) -> None:
         """Wait until every sender has finished (tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._coalescer.idle()
 
     async def close(self) -> None:
-        """Stop sending: cancel every sender and wait for them."""
-        self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _drain(self, job_id: str, slot: _Slot) -> None:
-        try:
-            while (update := slot.pending) is not None:
-                terminal = _RANK[update.kind] == _TERMINAL
-                wait = slot.last_edit + self._interval - self._monotonic()
-                if not terminal and wait > 0:
-                    slot.wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(wait):
-                            await slot.wake.wait()
-                    continue  # the latest state (maybe the result) goes next
-                slot.pending = None
-                await self._send(update)
-                if terminal:
-                    break
-                slot.last_edit = self._monotonic()
-        finally:
-            if slot.rank == _TERMINAL and slot.pending is None:
-                self._slots.pop(job_id, None)
-                self._finished[job_id] = None
-                while len(self._finished) > _FINISHED_REMEMBERED:
-                    self._finished.popitem(last=False)
+        """Stop sending: give results being posted a moment, then cancel every sender."""
+        await self._coalescer.close()
 
     async def _send(self, update: JobUpdate) -> None:
         try:
