@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
+from bot.budgets import CapUsage
+from bot.catalog import Catalog
 from bot.errors import (
     BananabotError,
     BudgetExceeded,
@@ -13,10 +16,18 @@ from bot.errors import (
     ProviderError,
     ReferenceImageError,
 )
-from bot.models import Done, Job, ResultImage
+from bot.models import Done, Generating, Job, Queued, ResultImage
 from bot.money import format_usd
 
-__all__ = ["describe_done", "describe_result", "render_error", "render_failure", "render_reset"]
+__all__ = [
+    "describe_cap_usage",
+    "describe_done",
+    "describe_result",
+    "progress_status",
+    "render_error",
+    "render_failure",
+    "render_reset",
+]
 
 _MAX_ALLOWED_SHOWN = 24
 
@@ -107,6 +118,29 @@ def describe_result(job: Job, image: ResultImage) -> str:
     if job.provider == "sandbox":
         parts.append("sandbox (simulated, not a real generation)")
     return " · ".join(parts)
+
+
+def progress_status(update: Queued | Generating, catalog: Catalog) -> str:
+    """``"⏳ Queued — position 2 · estimate $0.06895"``, or ``"🎨 Generating with
+    Nano Banana 2…"``."""
+    if isinstance(update, Queued):
+        return (
+            f"⏳ Queued — position {update.position} · "
+            f"estimate {format_usd(update.job.estimate_micros)}"
+        )
+    name: str = update.job.request.model
+    with contextlib.suppress(InvalidRequest):
+        name = catalog.model(name).display_name
+    return f"🎨 Generating with {name}…"
+
+
+def describe_cap_usage(usage: CapUsage, who: str, now: datetime) -> str:
+    """``"<who>, day: $4.86 of $5.00 left (spent $0.14, held $0.00), resets …"``."""
+    return (
+        f"{who}, {usage.cap.period.value}: {format_usd(usage.left_micros)} of "
+        f"{format_usd(usage.cap.limit_micros)} left (spent {format_usd(usage.spent_micros)}, "
+        f"held {format_usd(usage.held_micros)}), {render_reset(usage.resets_at, now)}"
+    )
 
 
 def describe_done(update: Done) -> str:

@@ -11,9 +11,8 @@ from typing import Final
 from adapters.discord.translate import ACTION_LABELS
 from bot.catalog import Catalog
 from bot.errors import BananabotError, InvalidRequest, NotFound
-from bot.messages import describe_result, render_error, render_failure
+from bot.messages import describe_result, progress_status, render_error, render_failure
 from bot.models import Generating, Job, JobAction, Queued, ResultImage
-from bot.money import format_usd
 
 __all__ = [
     "button_label",
@@ -101,16 +100,7 @@ def notice_lines(job: Job) -> list[str]:
 def progress_text(catalog: Catalog, update: Queued | Generating) -> str:
     """The deferred message while a job waits or runs (queue position, then generating)."""
     job = update.job
-    if isinstance(update, Queued):
-        status = (
-            f"⏳ Queued — position {update.position} · estimate {format_usd(job.estimate_micros)}"
-        )
-    else:
-        try:
-            model = catalog.model(job.request.model).display_name
-        except InvalidRequest:
-            model = job.request.model
-        status = f"🎨 Generating with {model}…"
+    status = progress_status(update, catalog)
     return fit_content("\n".join([header(job), status, *notice_lines(job)]))
 
 

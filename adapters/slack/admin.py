@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.translate import ReplyHandle, origin_for
 from bot.budgets import BudgetCap, CapScope, CapUsage, Period, cap_label
-from bot.messages import render_reset
+from bot.messages import describe_cap_usage
 from bot.money import format_usd, parse_usd
 from bot.policy import TOLERANCE_ORDER, ChannelPolicy
 from bot.service import ImageService
@@ -73,9 +73,7 @@ def _who(cap: BudgetCap) -> str:
 def cap_lines(usages: Sequence[CapUsage], now: datetime) -> list[str]:
     """``"• <@U1>, day: $4.86 of $5.00 left (spent $0.14, held $0.00), resets …"``."""
     return [
-        f"• {_who(u.cap)}, {u.cap.period.value}: {format_usd(u.left_micros)} of "
-        f"{format_usd(u.cap.limit_micros)} left (spent {format_usd(u.spent_micros)}, held "
-        f"{format_usd(u.held_micros)}), {render_reset(u.resets_at, now)}"
+        f"• {describe_cap_usage(u, _who(u.cap), now)}"
         for u in sorted(usages, key=lambda u: (u.cap.scope.value, u.cap.scope_id))
     ]
 

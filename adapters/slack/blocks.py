@@ -23,9 +23,8 @@ from adapters.slack.translate import (
 )
 from bot.catalog import Catalog
 from bot.errors import InvalidRequest
-from bot.messages import describe_result
+from bot.messages import describe_result, progress_status
 from bot.models import Generating, Job, JobAction, Queued, ResultImage
-from bot.money import format_usd
 
 __all__ = [
     "IMAGES_PER_MESSAGE",
@@ -99,16 +98,7 @@ def pending_message(what: str, user_id: str) -> SlackMessage:
 def progress_message(catalog: Catalog, update: Queued | Generating) -> SlackMessage:
     """The status message while a job waits (queue position) or runs."""
     job = update.job
-    if isinstance(update, Queued):
-        status = (
-            f"⏳ Queued — position {update.position} · estimate {format_usd(job.estimate_micros)}"
-        )
-    else:
-        try:
-            model = catalog.model(job.request.model).display_name
-        except InvalidRequest:
-            model = job.request.model
-        status = f"🎨 Generating with {model}…"
+    status = progress_status(update, catalog)
     blocks = (_section(header(job)), _context(status, *_notices(job)))
     return SlackMessage(f"{status} {job.request.prompt[:200]}", blocks)
 
