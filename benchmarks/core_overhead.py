@@ -11,6 +11,8 @@ service, delivery router) with a provider that answers at once with a 64x64 PNG:
 * throughput: ``--jobs`` jobs submitted at once by 50 users; jobs per second from the first
   submit to the last ``Done``.
 
+A workspace cap and a channel cap apply to every job (``--no-caps`` to measure without).
+
 Prints a Markdown table row per measurement, with the date and the machine.
 """
 
@@ -87,7 +89,7 @@ class Timings:
             self.events.setdefault(update.job.id, asyncio.Event()).set()
 
 
-async def run(jobs: int, latency_jobs: int, concurrency: int) -> list[str]:
+async def run(jobs: int, latency_jobs: int, concurrency: int, no_caps: bool) -> list[str]:
     catalog = default_catalog()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -106,7 +108,9 @@ async def run(jobs: int, latency_jobs: int, concurrency: int) -> list[str]:
                 idle_poll=0.5,
             )
             router.register("bench", timings)
-            for scope, scope_id in ((CapScope.WORKSPACE, "bench"), (CapScope.CHANNEL, "c")):
+            for scope, scope_id in (
+                () if no_caps else ((CapScope.WORKSPACE, "bench"), (CapScope.CHANNEL, "c"))
+            ):
                 await store.set_cap(
                     BudgetCap(
                         scope=scope,
@@ -177,10 +181,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--latency-jobs", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--no-caps", action="store_true", help="no budget caps (default: two)")
     args = parser.parse_args()
     print("| date | machine | measurement | result |")
     print("|---|---|---|---|")
-    for row in asyncio.run(run(args.jobs, args.latency_jobs, args.concurrency)):
+    for row in asyncio.run(run(args.jobs, args.latency_jobs, args.concurrency, args.no_caps)):
         print(row)
 
 

@@ -135,6 +135,7 @@ async def test_concurrent_submits_never_reserve_past_a_cap(core: Core) -> None:
     usages = await core.store.usage([user_cap, workspace_cap], utcnow())
     assert usages[0].held_micros == accepted * NB2_1K <= 500_000
     assert usages[1].held_micros == usages[0].held_micros
+    assert await core.store.verify_totals(utcnow()) == []
 
 
 async def test_a_retried_platform_request_makes_no_second_job(core: Core) -> None:
@@ -381,3 +382,28 @@ async def test_quote_checks_policy_and_budget_without_storing_anything(core: Cor
     with pytest.raises(BudgetExceeded):
         await core.service.quote(req(), origin())
     assert await core.store.ledger_totals() == {}
+
+
+async def test_a_cap_set_after_spending_counts_what_was_spent_and_stays_true_to_the_ledger(
+    running: Core, scripted: ScriptedProvider
+) -> None:
+    scripted.cost_micros = 30_000
+    first = await running.service.submit(req(), origin(), idempotency_key="k1")
+    await running.recorder.wait_for(first.job.id, "done")
+    user_cap = await cap(running, CapScope.USER, "alice", 100_000)
+    (usage,) = await running.store.usage([user_cap], utcnow())
+    assert (usage.spent_micros, usage.held_micros) == (30_000, 0)
+    scripted.outcome = lambda task: ProviderUnavailable("scripted", "down", 503)  # type: ignore[assignment,return-value]
+    second = await running.service.submit(req(), origin(), idempotency_key="k2")
+    await running.recorder.wait_for(second.job.id, "failed")
+    scripted.outcome = lambda task: None
+    third = await running.service.submit(req(), origin(), idempotency_key="k3")
+    await running.recorder.wait_for(third.job.id, "done")
+    (usage,) = await running.store.usage([user_cap], utcnow())
+    assert (usage.spent_micros, usage.held_micros) == (60_000, 0)
+    assert await running.store.remove_cap(user_cap)
+    await running.store.set_cap(user_cap, utcnow())
+    assert await running.store.verify_totals(utcnow()) == []
+    with pytest.raises(BudgetExceeded) as caught:
+        await running.service.submit(req(), origin(), idempotency_key="k4")
+    assert caught.value.left_micros == 40_000

@@ -20,12 +20,12 @@ from typing import Any
 
 import aiosqlite
 
-from bot.budgets import BudgetCap, CapScope, CapUsage, first_exceeded, period_bounds
+from bot.budgets import BudgetCap, CapScope, CapUsage, Period, first_exceeded, period_bounds
 from bot.errors import NotFound
 from bot.interfaces import EnqueueResult
 from bot.models import Job, Origin, ResultImage
 from bot.policy import ChannelPolicy
-from bot.storage.rows import cap_from_row, job_from_row, result_from_row, ts
+from bot.storage.rows import cap_from_row, dt, job_from_row, result_from_row, ts
 
 __all__ = ["SqliteStore"]
 
@@ -44,6 +44,12 @@ async def _one(
 
 async def _all(db: aiosqlite.Connection, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
     return list(await db.execute_fetchall(sql, args))
+
+
+def _period_key(period: Period, when: datetime) -> str:
+    """The start of the period ``when`` falls in, as stored in ``cap_totals``."""
+    start, _ = period_bounds(period, when)
+    return ts(start) if start is not None else ""
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -261,7 +267,7 @@ class SqliteStore:
                     for i in images
                 ],
             )
-            period_at = await self._period_at(db, job_id)
+            period_at = row["created_at"]  # the reservation's time: all entries count there
             await self._ledger(
                 db,
                 row,
@@ -290,7 +296,7 @@ class SqliteStore:
             row = await self._job_row(db, job_id)
             if row["status"] in _TERMINAL:
                 return job_from_row(row)
-            period_at = await self._period_at(db, job_id)
+            period_at = row["created_at"]  # the reservation's time: all entries count there
             await self._ledger(db, row, [("release", -row["estimate_micros"])], period_at, now)
             updated = await _one(
                 db,
@@ -307,14 +313,6 @@ class SqliteStore:
             raise NotFound(f"no job {job_id}")
         return row
 
-    async def _period_at(self, db: aiosqlite.Connection, job_id: str) -> str:
-        row = await _one(
-            db, "SELECT period_at FROM ledger WHERE job_id = ? AND kind = 'reserve'", (job_id,)
-        )
-        if row is None:
-            raise NotFound(f"job {job_id} has no reservation")
-        return str(row[0])
-
     async def _ledger(
         self,
         db: aiosqlite.Connection,
@@ -323,7 +321,8 @@ class SqliteStore:
         period_at: str,
         now: datetime,
     ) -> None:
-        """Append ledger entries (kind, micro-dollars) for one job, in one trip."""
+        """Append ledger entries (kind, micro-dollars) for one job, and add them to the
+        totals of every cap they count against, in the caller's transaction."""
         await db.executemany(
             """INSERT INTO ledger (job_id, kind, amount_micros, provider, workspace_id,
                channel_id, user_id, period_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)""",
@@ -341,6 +340,31 @@ class SqliteStore:
                 )
                 for kind, amount in entries
             ],
+        )
+        when = dt(period_at)
+        await db.execute(
+            """INSERT INTO cap_totals (scope, workspace_id, scope_id, period, period_start,
+               spent_micros, held_micros)
+               SELECT scope, workspace_id, scope_id, period,
+                      CASE period WHEN 'day' THEN :day WHEN 'week' THEN :week
+                                  WHEN 'month' THEN :month ELSE '' END,
+                      :spent, :held
+               FROM budget_caps WHERE workspace_id = :workspace AND (
+                 (scope = 'user' AND scope_id = :user)
+                 OR (scope = 'channel' AND scope_id = :channel) OR scope = 'workspace')
+               ON CONFLICT (scope, workspace_id, scope_id, period, period_start) DO UPDATE SET
+               spent_micros = spent_micros + excluded.spent_micros,
+               held_micros = held_micros + excluded.held_micros""",
+            {
+                "day": _period_key(Period.DAY, when),
+                "week": _period_key(Period.WEEK, when),
+                "month": _period_key(Period.MONTH, when),
+                "spent": sum(amount for kind, amount in entries if kind == "charge"),
+                "held": sum(amount for kind, amount in entries if kind != "charge"),
+                "workspace": job["workspace_id"],
+                "user": job["user_id"],
+                "channel": job["channel_id"],
+            },
         )
 
     # --- JobReader -----------------------------------------------------------------------
@@ -389,6 +413,28 @@ class SqliteStore:
 
     async def set_cap(self, cap: BudgetCap, now: datetime) -> None:
         async with self._write() as db:
+            known = await _one(
+                db,
+                """SELECT 1 FROM budget_caps WHERE scope = ? AND workspace_id = ? AND scope_id = ?
+                   AND period = ?""",
+                (cap.scope.value, cap.workspace_id, cap.scope_id, cap.period.value),
+            )
+            if known is None:
+                # A new cap: its current period's totals start from the ledger's sums.
+                (usage,) = await self._ledger_usage(db, [cap], now)
+                await db.execute(
+                    """INSERT OR REPLACE INTO cap_totals (scope, workspace_id, scope_id, period,
+                       period_start, spent_micros, held_micros) VALUES (?,?,?,?,?,?,?)""",
+                    (
+                        cap.scope.value,
+                        cap.workspace_id,
+                        cap.scope_id,
+                        cap.period.value,
+                        _period_key(cap.period, now),
+                        usage.spent_micros,
+                        usage.held_micros,
+                    ),
+                )
             await db.execute(
                 """INSERT INTO budget_caps (scope, workspace_id, scope_id, period, limit_micros,
                    updated_at) VALUES (?,?,?,?,?,?)
@@ -414,6 +460,11 @@ class SqliteStore:
             )
             removed = cur.rowcount > 0
             await cur.close()
+            await db.execute(
+                """DELETE FROM cap_totals WHERE scope = ? AND workspace_id = ? AND scope_id = ?
+                   AND period = ?""",
+                (cap.scope.value, cap.workspace_id, cap.scope_id, cap.period.value),
+            )
         return removed
 
     async def caps_for(self, origin: Origin) -> list[BudgetCap]:
@@ -440,6 +491,50 @@ class SqliteStore:
     async def _usage(
         self, db: aiosqlite.Connection, caps: Sequence[BudgetCap], now: datetime
     ) -> list[CapUsage]:
+        if not caps:
+            return []
+        keys = [
+            (
+                cap.scope.value,
+                cap.workspace_id,
+                cap.scope_id,
+                cap.period.value,
+                _period_key(cap.period, now),
+            )
+            for cap in caps
+        ]
+        rows = await _all(
+            db,
+            f"""SELECT scope, workspace_id, scope_id, period, period_start, spent_micros,
+                       held_micros FROM cap_totals
+                WHERE (scope, workspace_id, scope_id, period, period_start) IN
+                      (VALUES {", ".join(["(?,?,?,?,?)"] * len(keys))})""",
+            [value for key in keys for value in key],
+        )
+        found = {tuple(row[:5]): (int(row[5]), int(row[6])) for row in rows}
+        return [
+            CapUsage(cap, *found.get(key, (0, 0)), period_bounds(cap.period, now)[1])
+            for cap, key in zip(caps, keys, strict=True)
+        ]
+
+    async def verify_totals(self, now: datetime) -> list[str]:
+        """Compare every cap's cached totals with the ledger's sums for the current period;
+        the mismatches, described (empty when the cache is true to the ledger)."""
+        rows = await _all(self._r, "SELECT * FROM budget_caps")
+        caps = [cap_from_row(row) for row in rows]
+        cached = await self._usage(self._r, caps, now)
+        summed = await self._ledger_usage(self._r, caps, now)
+        return [
+            f"{c.cap.scope.value} {c.cap.scope_id} {c.cap.period.value}: cached "
+            f"{c.spent_micros}/{c.held_micros}, ledger {s.spent_micros}/{s.held_micros}"
+            for c, s in zip(cached, summed, strict=True)
+            if (c.spent_micros, c.held_micros) != (s.spent_micros, s.held_micros)
+        ]
+
+    async def _ledger_usage(
+        self, db: aiosqlite.Connection, caps: Sequence[BudgetCap], now: datetime
+    ) -> list[CapUsage]:
+        """Usage summed from the ledger itself (the truth the totals cache)."""
         usages = []
         for cap in caps:
             start, end = period_bounds(cap.period, now)
