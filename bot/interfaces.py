@@ -62,12 +62,19 @@ class ProviderCapabilities:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceData:
-    """A reference image's bytes as sent to a provider (already validated and downscaled)."""
+    """A reference image as sent to a provider (already validated and downscaled).
+
+    Attributes:
+        data: the encoded bytes (for providers that take inline images).
+        url: a link the provider can fetch the same bytes from, when bananabot has one
+            (``BANANABOT_PUBLIC_URL``); providers that need URLs refuse references without.
+    """
 
     data: bytes
     mime_type: str
     width: int
     height: int
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
