@@ -16,6 +16,7 @@ import httpx
 from bot.catalog import Catalog, default_catalog, load_catalog
 from bot.delivery import DeliveryRouter
 from bot.errors import ConfigurationError
+from bot.health import ProviderHealth
 from bot.interfaces import Provider
 from bot.media.guard import guarded_client
 from bot.media.loader import MediaReferenceLoader
@@ -119,6 +120,7 @@ def assemble_core(
         position_interval: seconds between queue-position updates.
     """
     router = DeliveryRouter()
+    health = ProviderHealth(providers)
     worker = Worker(
         catalog=catalog,
         jobs=store,
@@ -130,6 +132,7 @@ def assemble_core(
         concurrency={name: concurrency for name in providers},
         idle_poll=idle_poll,
         position_interval=position_interval,
+        health=health,
     )
     service = ImageService(
         catalog=catalog,
@@ -144,6 +147,7 @@ def assemble_core(
         delivery=router,
         default_policy=default_policy,
         wake=worker.wake,
+        health=health,
     )
     return service, worker, router
 

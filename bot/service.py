@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from bot.budgets import BudgetCap, CapScope, CapUsage, Period, first_exceeded, period_bounds
 from bot.catalog import Catalog, ResolvedSize, validate
 from bot.errors import InvalidRequest, NotFound, PolicyRefused
+from bot.health import ProviderHealth
 from bot.interfaces import (
     Delivery,
     JobQueue,
@@ -118,6 +119,8 @@ class ImageService:
         delivery: where updates go (a :class:`bot.delivery.DeliveryRouter`).
         default_policy: the policy of a workspace that has none stored.
         wake: called after a job is queued, to wake the workers.
+        health: the providers' circuit breakers; providers with an open breaker are tried
+            last when routing.
         clock: the time source (UTC-aware).
     """
 
@@ -136,6 +139,7 @@ class ImageService:
         delivery: Delivery,
         default_policy: ChannelPolicy,
         wake: Callable[[], None] = lambda: None,
+        health: ProviderHealth | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.catalog = catalog
@@ -150,6 +154,7 @@ class ImageService:
         self._delivery = delivery
         self._default_policy = default_policy
         self._wake = wake
+        self._health = health
         self._clock = clock
 
     @property
@@ -171,13 +176,22 @@ class ImageService:
         channel = await self._policies.get_policy(origin.workspace_id, origin.channel_id)
         return combine(workspace or self._default_policy, channel)
 
+    def _healthy_first(self) -> tuple[str, ...]:
+        """The routing order with providers whose breaker is open moved to the end: when
+        every provider that fits is down, the job still queues for the first one."""
+        healthy = tuple(
+            n for n in self._routing if self._health is None or self._health.routable(n)
+        )
+        return healthy + tuple(n for n in self._routing if n not in healthy)
+
     def choose_provider(self, request: ImageRequest, preferred: str | None) -> str:
-        """The provider for a request: ``preferred`` if given, else the first that fits.
+        """The provider for a request: ``preferred`` if given, else the first healthy one
+        that fits (``BANANABOT_PROVIDERS`` order).
 
         Raises:
             InvalidRequest: ``provider`` unknown, or none serves the model / reference count.
         """
-        candidates = (preferred,) if preferred else self._routing
+        candidates = (preferred,) if preferred else self._healthy_first()
         if preferred and preferred not in self._providers:
             raise InvalidRequest(
                 "provider", f"provider {preferred!r} is not configured", tuple(self._providers)

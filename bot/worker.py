@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from bot.budgets import tightest
 from bot.catalog import Catalog
 from bot.errors import BananabotError, ProviderError
+from bot.health import ProviderHealth
 from bot.interfaces import (
     Delivery,
     GenerationResult,
@@ -42,6 +43,7 @@ class Worker:
         concurrency: name -> jobs at once on that provider (default 4).
         idle_poll: seconds between claims when idle and not woken (other processes' jobs).
         position_interval: seconds between queue-position updates to adapters.
+        health: the providers' circuit breakers (shared with routing).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Worker:
         concurrency: Mapping[str, int] | None = None,
         idle_poll: float = 1.0,
         position_interval: float = 1.0,
+        health: ProviderHealth | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self._catalog = catalog
@@ -70,10 +73,16 @@ class Worker:
         self._idle_poll = idle_poll
         self._position_interval = position_interval
         self._clock = clock
+        self._health = health or ProviderHealth(self._providers)
         self._wakeups = {name: asyncio.Event() for name in self._providers}
         self._positions_dirty = asyncio.Event()
         self._last_positions: dict[str, int] = {}
         self._claimed: set[str] = set()  # claimed since the position loop's last read
+
+    @property
+    def health(self) -> ProviderHealth:
+        """The providers' circuit breakers (shared with routing)."""
+        return self._health
 
     def wake(self) -> None:
         """Tell every claim loop that a job may be waiting (called by ``submit``)."""
@@ -125,15 +134,25 @@ class Worker:
         while True:
             await slots.acquire()
             wakeup.clear()
+            if not self._health.may_claim(name):
+                # The provider's breaker is open: its jobs wait (and stay refundable by a
+                # cancel) instead of failing one after another.
+                slots.release()
+                await asyncio.sleep(
+                    min(self._idle_poll, max(0.01, self._health.seconds_until_trial(name)))
+                )
+                continue
             try:
                 job = await self._jobs.claim(name, self._clock())
             except Exception:
                 slots.release()
+                self._health.release_trial(name)
                 log.exception("claim failed", extra={"provider": name})
                 await asyncio.sleep(self._idle_poll)
                 continue
             if job is None:
                 slots.release()
+                self._health.release_trial(name)
                 try:
                     async with asyncio.timeout(self._idle_poll):
                         await wakeup.wait()
@@ -177,12 +196,14 @@ class Worker:
                     "status": exc.status if isinstance(exc, ProviderError) else None,
                 },
             )
+            self._health.record(job.provider, exc)
             await self._fail(job, exc.code, exc.message)
             return
         except Exception as exc:
             log.exception("job crashed", extra={"job": job.id, "provider": job.provider})
             await self._fail(job, "internal_error", f"internal error ({type(exc).__name__})")
             return
+        self._health.record(job.provider, None)
         cost = self._cost(job, result, images)
         done = await self._jobs.finish(job.id, images, cost, self._clock(), result.notices)
         if done.status is not JobStatus.SUCCEEDED:
