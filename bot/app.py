@@ -22,6 +22,8 @@ from bot.media.guard import guarded_client
 from bot.media.loader import MediaReferenceLoader
 from bot.media.store import FileMediaStore
 from bot.policy import ChannelPolicy
+from bot.providers.runbase import RunbaseProvider, shared_limiter
+from bot.providers.runflow import RunflowProvider
 from bot.providers.runware.client import RunwareProvider
 from bot.providers.sandbox.provider import SandboxProvider
 from bot.service import ImageService
@@ -86,9 +88,41 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
             poll_max=settings.poll_max,
             deadline=settings.provider_deadline,
         )
+    if settings.runflow_api_key is not None:
+        providers["runflow"] = RunflowProvider(
+            api_key=settings.runflow_api_key.get_secret_value(),
+            api_url=settings.runflow_api_url,
+            client=client,
+            model_paths={
+                "nano-banana-pro": settings.runflow_model_pro,
+                "nano-banana-2": settings.runflow_model_nb2,
+            },
+            poll_initial=settings.poll_initial,
+            poll_max=settings.poll_max,
+            deadline=settings.provider_deadline,
+        )
+    if settings.runbase_api_key is not None:
+        providers["runbase"] = RunbaseProvider(
+            api_key=settings.runbase_api_key.get_secret_value(),
+            api_url=settings.runbase_api_url,
+            client=client,
+            # One limiter per key and process: Runbase allows 20 requests per 10 s per key.
+            limiter=shared_limiter(settings.runbase_rate_limit, settings.runbase_rate_window),
+            model_ids={
+                "nano-banana-pro": settings.runbase_model_pro,
+                "nano-banana-2": settings.runbase_model_nb2,
+            },
+            poll_initial=settings.poll_initial,
+            poll_max=settings.poll_max,
+            deadline=settings.provider_deadline,
+        )
     for name in settings.configured_providers():
         if name not in providers:
-            known = {"runware": "RUNWARE_API_KEY"}
+            known = {
+                "runware": "RUNWARE_API_KEY",
+                "runflow": "RUNFLOW_API_KEY",
+                "runbase": "RUNBASE_API_KEY",
+            }
             hint = f" (set {known[name]})" if name in known else ""
             raise ConfigurationError(
                 f"BANANABOT_PROVIDERS names {name!r}, which is not available{hint}"

@@ -5,7 +5,7 @@ Providers, storage backends and adapters implement these; the core never imports
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -50,6 +50,9 @@ class ProviderCapabilities:
         reports_cost: the provider reports each task's real cost (else the estimate settles).
         resumable: a stored task id can be polled after a crash (Runware taskUUID).
         nsfw_flag: results carry an NSFW flag.
+        price_floor_micros: model -> the provider's lowest price per image, micro-dollars,
+            when it charges more than the catalog (the catalog holds Runware's prices); a
+            job reserves at least this per image there.
     """
 
     models: frozenset[str]
@@ -58,6 +61,7 @@ class ProviderCapabilities:
     reports_cost: bool = True
     resumable: bool = True
     nsfw_flag: bool = False
+    price_floor_micros: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

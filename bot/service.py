@@ -199,7 +199,13 @@ class ImageService:
         for name in candidates:
             assert name is not None
             caps = self._providers[name]
-            if request.model in caps.models and len(request.references) <= caps.max_references:
+            if (
+                request.model in caps.models
+                and len(request.references) <= caps.max_references
+                # bananabot does not serve reference links yet: link-only providers take
+                # requests without references
+                and (caps.inline_references or not request.references)
+            ):
                 return name
         raise InvalidRequest(
             "model",
@@ -219,11 +225,21 @@ class ImageService:
         """
         size = validate(self.catalog, request)
         decision = apply_policy(request, await self.policy_for(origin))
-        estimate = self.catalog.estimate_micros(decision.request, size)
+        estimate = self._estimate(
+            decision.request, size, self.choose_provider(decision.request, None)
+        )
         refusal = first_exceeded(await self.budget(origin), estimate)
         if refusal is not None:
             raise refusal
         return Quote(decision.request, size, estimate, decision.notices)
+
+    def _estimate(self, request: ImageRequest, size: ResolvedSize, provider: str | None) -> int:
+        """The catalog's worst case, raised to the provider's own price floor if higher."""
+        estimate = self.catalog.estimate_micros(request, size)
+        if provider is not None:
+            floor = self._providers[provider].price_floor_micros.get(request.model, 0)
+            estimate = max(estimate, floor * request.number_results)
+        return estimate
 
     async def submit(
         self,
@@ -254,7 +270,7 @@ class ImageService:
         size = validate(self.catalog, request)
         decision = apply_policy(request, await self.policy_for(origin))
         chosen = self.choose_provider(decision.request, provider)
-        estimate = self.catalog.estimate_micros(decision.request, size)
+        estimate = self._estimate(decision.request, size, chosen)
         now = self._clock()
         job = Job(
             id=new_job_id(),

@@ -96,6 +96,22 @@ class Settings(BaseSettings):
     runware_model_nb2: str = Field(
         "google:4@3", validation_alias=_env("BANANABOT_RUNWARE_MODEL_NB2")
     )
+    runflow_model_pro: str = Field(
+        "google/nano-banana-pro", validation_alias=_env("BANANABOT_RUNFLOW_MODEL_PRO")
+    )
+    runflow_model_nb2: str = Field(
+        "google/nano-banana-2", validation_alias=_env("BANANABOT_RUNFLOW_MODEL_NB2")
+    )
+    runbase_model_pro: str = Field(
+        "google/nano-banana-pro", validation_alias=_env("BANANABOT_RUNBASE_MODEL_PRO")
+    )
+    runbase_model_nb2: str = Field(
+        "google/nano-banana-2", validation_alias=_env("BANANABOT_RUNBASE_MODEL_NB2")
+    )
+    runbase_rate_limit: int = Field(20, ge=2, validation_alias=_env("BANANABOT_RUNBASE_RATE_LIMIT"))
+    runbase_rate_window: float = Field(
+        10.0, gt=0, validation_alias=_env("BANANABOT_RUNBASE_RATE_WINDOW")
+    )
     catalog_file: Path | None = Field(None, validation_alias=_env("BANANABOT_CATALOG_FILE"))
     discord_message_content: bool = Field(
         False, validation_alias=_env("BANANABOT_DISCORD_MESSAGE_CONTENT")
@@ -133,7 +149,15 @@ class Settings(BaseSettings):
         provider that has a key, else the sandbox."""
         if self.providers:
             return list(self.providers)
-        keyed = ["runware"] if self.runware_api_key else []
+        keyed = [
+            name
+            for name, key in (
+                ("runware", self.runware_api_key),
+                ("runflow", self.runflow_api_key),
+                ("runbase", self.runbase_api_key),
+            )
+            if key is not None
+        ]
         return keyed or ["sandbox"]
 
     def secret_fields(self) -> tuple[str, ...]:

@@ -1,0 +1,302 @@
+"""The Runflow provider: create a run, store its id, poll ``GET /v1/runs/{id}``, download outputs.
+
+Protocol: seeds/002_* and shared/reference/provider-apis.md §2 (``POST
+{RUNFLOW_API_URL}/models/<id>[/edit]/runs`` with ``Authorization: Bearer``; the answer is
+immediate, with the run ``id`` and ``status_code: queued``). Runflow assigns the id, so it is
+stored (``on_task_id``) right after the create answer and before anything else; ``resume``
+only polls a stored id and never creates a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import stamina
+from pydantic import ValidationError
+
+from bot.errors import (
+    ProviderProtocolError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    SafetyBlocked,
+)
+from bot.interfaces import (
+    GeneratedImage,
+    GenerationResult,
+    GenerationTask,
+    ProviderCapabilities,
+    TaskIdCallback,
+)
+from bot.providers.runflow.translate import (
+    CANCELED,
+    DEFAULT_API_URL,
+    DEFAULT_MODEL_PATHS,
+    FAILED,
+    MAX_REFERENCES,
+    MODEL_RULES,
+    PROVIDER,
+    SUCCEEDED,
+    cost_micros,
+    create_body,
+    error_from_run,
+    error_from_status,
+    parse_retry_after,
+    reference_urls,
+    run_input,
+    runs_path,
+)
+from bot.providers.runflow.wire import ErrorBody, Run
+
+__all__ = ["RunflowProvider"]
+
+log = logging.getLogger(__name__)
+
+
+def _backoff(exc: Exception) -> bool | float:
+    """stamina hook: retry 429/5xx/connection errors, waiting ``retry_after`` when given."""
+    if isinstance(exc, ProviderRateLimited | ProviderUnavailable):
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+class RunflowProvider:
+    """Nano Banana Pro / Nano Banana 2 through Runflow's run API.
+
+    Args:
+        api_key: the Runflow API key (sent only as ``Authorization: Bearer`` to ``api_url``).
+        api_url: ``RUNFLOW_API_URL``, default ``https://api.runflow.io/v1``.
+        client: the shared httpx client (its timeouts apply; no default auth header).
+        model_paths: neutral model name -> Runflow model id (``google/nano-banana-pro``).
+        callback_url: optional ``callback_url`` sent with each run (Runflow POSTs the
+            terminal state there, signed; see :mod:`bot.providers.runflow.callbacks`).
+        attempts: tries per HTTP call for retryable errors (Runflow advises at most 5).
+        retry_timeout: seconds all tries of one call may take, waits included.
+        poll_initial: first wait before polling, seconds; grows x1.5 up to ``poll_max``.
+        poll_max: longest wait between polls, seconds (Runflow's template polls every 3 s).
+        deadline: seconds a generation may take from create to downloaded images.
+    """
+
+    name = PROVIDER
+    capabilities = ProviderCapabilities(
+        models=frozenset(DEFAULT_MODEL_PATHS),
+        max_references=MAX_REFERENCES,
+        inline_references=False,
+        reports_cost=True,
+        resumable=True,
+        nsfw_flag=True,
+        # Seed 002: Nano Banana Pro $0.15/image; provider-apis.md §2.7: Nano Banana 2 from
+        # $0.08/image at 1K (other tiers unpublished).
+        price_floor_micros={"nano-banana-pro": 150_000, "nano-banana-2": 80_000},
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_url: str = DEFAULT_API_URL,
+        client: httpx.AsyncClient,
+        model_paths: Mapping[str, str] = DEFAULT_MODEL_PATHS,
+        callback_url: str | None = None,
+        attempts: int = 5,
+        retry_timeout: float = 60.0,
+        poll_initial: float = 2.0,
+        poll_max: float = 5.0,
+        deadline: float = 600.0,
+    ) -> None:
+        self._api_key = api_key
+        self._api_url = api_url.rstrip("/")
+        self._client = client
+        self._model_paths = dict(model_paths)
+        self._callback_url = callback_url
+        self._attempts = attempts
+        self._retry_timeout = retry_timeout
+        self._poll_initial = poll_initial
+        self._poll_max = poll_max
+        self._deadline = deadline
+
+    async def generate(self, task: GenerationTask, on_task_id: TaskIdCallback) -> GenerationResult:
+        """Create a run, store its id via ``on_task_id``, poll it and download its images.
+
+        Raises:
+            ProviderRejected: before anything is sent, for what Runflow does not take (a
+                reference without a link, ``output_quality``, 0.5K on Pro, ...); or HTTP
+                400/404/409/422.
+            ProviderAuthError, ProviderQuotaError: HTTP 401/403, 402 (not retried).
+            ProviderRateLimited, ProviderUnavailable: 429 / 5xx / connection errors after
+                ``attempts`` tries (``sent=False`` when Runflow was never reached).
+            SafetyBlocked: the run failed on a safety or NSFW check.
+            ProviderTimeout: no result within ``deadline`` seconds.
+            ProviderProtocolError: an answer bananabot cannot read.
+        """
+        path, body = self._prepare(task)
+        log.info(
+            "runflow create",
+            extra={"job": task.job_id, "path": path, "references": len(task.references)},
+        )
+        log.debug("runflow prompt", extra={"job": task.job_id, "prompt": task.request.prompt})
+        async with _Deadline(self._deadline):
+            run = await self._call("POST", path, body)
+            log.info("runflow run created", extra={"job": task.job_id, "run_id": run.id})
+            await on_task_id(run.id)
+            return await self._poll(task, run, self._poll_initial)
+
+    async def resume(self, task: GenerationTask, task_id: str) -> GenerationResult:
+        """Poll the stored run ``task_id`` to its end; never creates a run.
+
+        Raises:
+            ProviderProtocolError: Runflow has no run ``task_id`` (HTTP 404).
+            ProviderError: otherwise as for :meth:`generate`.
+        """
+        async with _Deadline(self._deadline):
+            return await self._poll(task, None, 0.0, run_id=task_id)
+
+    def _prepare(self, task: GenerationTask) -> tuple[str, dict[str, Any]]:
+        model = task.request.model
+        model_path = self._model_paths.get(model)
+        rules = MODEL_RULES.get(model)
+        if model_path is None or rules is None:
+            raise ProviderRejected(PROVIDER, f"Runflow is not set up for {model}", 0, "model")
+        if len(task.references) > MAX_REFERENCES:
+            raise ProviderRejected(
+                PROVIDER, f"Runflow takes at most {MAX_REFERENCES} references", 0, "references"
+            )
+        urls = reference_urls(task.references)
+        body = create_body(
+            run_input(task.request, task.size, rules, urls), task.job_id, self._callback_url
+        )
+        return runs_path(model_path, edit=bool(urls)), body
+
+    async def _poll(
+        self, task: GenerationTask, run: Run | None, wait: float, *, run_id: str = ""
+    ) -> GenerationResult:
+        run_id = run.id if run is not None else run_id
+        while run is None or run.state not in SUCCEEDED | FAILED | CANCELED:
+            await asyncio.sleep(wait)
+            wait = min(self._poll_max, max(wait * 1.5, self._poll_initial))
+            try:
+                run = await self._call("GET", f"runs/{run_id}")
+            except ProviderRejected as exc:
+                if exc.status != 404:
+                    raise
+                raise ProviderProtocolError(PROVIDER, f"Runflow has no run {run_id}", 404) from exc
+        if run.state not in SUCCEEDED:
+            raise error_from_run(run)
+        return await self._result(task, run)
+
+    async def _result(self, task: GenerationTask, run: Run) -> GenerationResult:
+        output = run.output
+        urls = output.urls() if output is not None else []
+        if not urls:
+            if output is not None and output.nsfw_detected:
+                raise SafetyBlocked(PROVIDER, "Runflow withheld the result as NSFW")
+            raise ProviderProtocolError(PROVIDER, f"Runflow run {run.id} succeeded without images")
+        assert output is not None
+        images = [
+            GeneratedImage(
+                data=await self._download(url),
+                seed=output.seed,
+                nsfw=bool(output.nsfw_detected),
+                provider_url=url,
+            )
+            for url in urls
+        ]
+        notices: list[str] = []
+        if len(images) < task.request.number_results:
+            notices.append(f"{len(images)} of {task.request.number_results} images were produced")
+        if task.request.check_content and output.nsfw_detected is None:
+            notices.append("Runflow did not say whether it checked these images' content")
+        log.info("runflow run succeeded", extra={"run_id": run.id, "images": len(images)})
+        return GenerationResult(
+            images=tuple(images), cost_micros=cost_micros(run), notices=tuple(notices)
+        )
+
+    async def _download(self, url: str) -> bytes:
+        """GET a presigned output URL (no API key: it is not Runflow's API host)."""
+        async for attempt in stamina.retry_context(
+            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
+        ):
+            with attempt:
+                try:
+                    response = await self._client.get(url)
+                except httpx.TransportError as exc:
+                    raise ProviderUnavailable(
+                        PROVIDER, f"image download failed ({type(exc).__name__})"
+                    ) from exc
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise ProviderUnavailable(
+                        PROVIDER, "image download failed", response.status_code
+                    )
+                if response.status_code != 200 or not response.content:
+                    raise ProviderProtocolError(
+                        PROVIDER,
+                        f"image download answered HTTP {response.status_code}",
+                        response.status_code,
+                    )
+                return response.content
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Run:
+        """One API call, retrying 429/5xx/connection errors (honouring Retry-After)."""
+        async for attempt in stamina.retry_context(
+            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
+        ):
+            with attempt:
+                return await self._call_once(method, path, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> Run:
+        try:
+            response = await self._client.request(
+                method,
+                f"{self._api_url}/{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {self._api_key}"},
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ProviderUnavailable(PROVIDER, "cannot connect to Runflow", sent=False) from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(
+                PROVIDER, f"Runflow connection failed ({type(exc).__name__})"
+            ) from exc
+        status = response.status_code
+        if status >= 400:
+            try:
+                error: ErrorBody | None = ErrorBody.model_validate_json(response.content)
+            except ValidationError:
+                error = None
+            raise error_from_status(
+                status, error, parse_retry_after(response.headers.get("Retry-After"))
+            )
+        try:
+            return Run.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ProviderProtocolError(
+                PROVIDER, f"unreadable Runflow answer (HTTP {status})", status
+            ) from exc
+
+
+class _Deadline:
+    """``asyncio.timeout`` that turns the deadline into :class:`ProviderTimeout`."""
+
+    def __init__(self, seconds: float) -> None:
+        self._timeout = asyncio.timeout(seconds)
+        self._seconds = seconds
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(exc_type, exc, tb)  # type: ignore[arg-type]
+        except TimeoutError:
+            raise ProviderTimeout(
+                PROVIDER, f"no result from Runflow within {self._seconds:g} s"
+            ) from None
