@@ -22,6 +22,7 @@ from bot.media.guard import guarded_client
 from bot.media.loader import MediaReferenceLoader
 from bot.media.store import FileMediaStore
 from bot.policy import ChannelPolicy
+from bot.providers.gemini.client import GeminiProvider
 from bot.providers.runbase import RunbaseProvider, shared_limiter
 from bot.providers.runflow import RunflowProvider
 from bot.providers.runware.client import RunwareProvider
@@ -66,7 +67,7 @@ def build_catalog(settings: Settings) -> Catalog:
 
 
 def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, Provider]:
-    """Every provider that can run here: Runware with a key; the sandbox always.
+    """Every provider that can run here: each one whose key is set; the sandbox always.
 
     Raises:
         ConfigurationError: ``BANANABOT_PROVIDERS`` names a provider without its key, or an
@@ -116,12 +117,20 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
             poll_max=settings.poll_max,
             deadline=settings.provider_deadline,
         )
+    if settings.gemini_api_key is not None:
+        providers["gemini"] = GeminiProvider(
+            api_key=settings.gemini_api_key.get_secret_value(),
+            base_url=settings.gemini_api_url,
+            client=client,
+            deadline=settings.provider_deadline,
+        )
     for name in settings.configured_providers():
         if name not in providers:
             known = {
                 "runware": "RUNWARE_API_KEY",
                 "runflow": "RUNFLOW_API_KEY",
                 "runbase": "RUNBASE_API_KEY",
+                "gemini": "GEMINI_API_KEY",
             }
             hint = f" (set {known[name]})" if name in known else ""
             raise ConfigurationError(

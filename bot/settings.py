@@ -155,6 +155,7 @@ class Settings(BaseSettings):
                 ("runware", self.runware_api_key),
                 ("runflow", self.runflow_api_key),
                 ("runbase", self.runbase_api_key),
+                ("gemini", self.gemini_api_key),
             )
             if key is not None
         ]

@@ -84,12 +84,14 @@ async def test_every_keyed_provider_is_built_and_routed_in_order(tmp_path: Path)
         runware_api_key="rw",
         runflow_api_key="rf",
         runbase_api_key="rb",
+        gemini_api_key="gm",
         data_dir=tmp_path,
     )
-    assert settings.configured_providers() == ["runware", "runflow", "runbase"]
+    assert settings.configured_providers() == ["runware", "runflow", "runbase", "gemini"]
     async with httpx.AsyncClient() as client:
         built = build_providers(settings, client)
-        assert set(built) == {"sandbox", "runware", "runflow", "runbase"}
+        assert set(built) == {"sandbox", "runware", "runflow", "runbase", "gemini"}
+        assert not built["gemini"].capabilities.resumable
         assert not built["runflow"].capabilities.inline_references
         broken = Settings(_env_file=None, providers="runbase", data_dir=tmp_path)  # type: ignore[call-arg]
         with pytest.raises(ConfigurationError, match="RUNBASE_API_KEY"):
