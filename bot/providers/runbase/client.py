@@ -15,13 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import stamina
 from aiolimiter import AsyncLimiter
 from pydantic import ValidationError
 
 from bot.errors import (
     ProviderProtocolError,
-    ProviderRateLimited,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
@@ -33,6 +31,7 @@ from bot.interfaces import (
     ProviderCapabilities,
     TaskIdCallback,
 )
+from bot.providers.http import download_image, with_retries
 from bot.providers.runbase.translate import (
     DEFAULT_API_URL,
     DEFAULT_MODEL_IDS,
@@ -52,17 +51,6 @@ from bot.providers.runbase.wire import ErrorBody, Run
 __all__ = ["RunbaseProvider"]
 
 log = logging.getLogger(__name__)
-
-
-def _backoff(exc: Exception) -> bool | float:
-    """stamina hook: retry 429/5xx/connection errors, waiting ``retry_after`` when given.
-
-    Runbase docs: "back off exponentially on 429"; without Retry-After stamina's
-    exponential backoff with jitter applies.
-    """
-    if isinstance(exc, ProviderRateLimited | ProviderUnavailable):
-        return exc.retry_after if exc.retry_after is not None else True
-    return False
 
 
 class RunbaseProvider:
@@ -192,38 +180,22 @@ class RunbaseProvider:
 
     async def _download(self, url: str) -> bytes:
         """GET an output URL; not an API call, so it takes no limiter slot and no API key."""
-        async for attempt in stamina.retry_context(
-            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
-        ):
-            with attempt:
-                try:
-                    response = await self._client.get(url)
-                except httpx.TransportError as exc:
-                    raise ProviderUnavailable(
-                        PROVIDER, f"image download failed ({type(exc).__name__})"
-                    ) from exc
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise ProviderUnavailable(
-                        PROVIDER, "image download failed", response.status_code
-                    )
-                if response.status_code != 200 or not response.content:
-                    raise ProviderProtocolError(
-                        PROVIDER,
-                        f"image download answered HTTP {response.status_code}",
-                        response.status_code,
-                    )
-                return response.content
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await download_image(
+            self._client,
+            url,
+            provider=PROVIDER,
+            attempts=self._attempts,
+            retry_budget=self._retry_timeout,
+        )
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Run:
         """One API call through the shared limiter, retrying 429/5xx/connection errors."""
-        async for attempt in stamina.retry_context(
-            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
-        ):
-            with attempt:
-                async with self._limiter:
-                    return await self._call_once(method, path, body)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def once() -> Run:
+            async with self._limiter:
+                return await self._call_once(method, path, body)
+
+        return await with_retries(once, attempts=self._attempts, retry_budget=self._retry_timeout)
 
     async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> Run:
         try:

@@ -15,12 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import stamina
 from pydantic import ValidationError
 
 from bot.errors import (
     ProviderProtocolError,
-    ProviderRateLimited,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
@@ -33,6 +31,7 @@ from bot.interfaces import (
     ProviderCapabilities,
     TaskIdCallback,
 )
+from bot.providers.http import download_image, with_retries
 from bot.providers.runflow.translate import (
     CANCELED,
     DEFAULT_API_URL,
@@ -56,13 +55,6 @@ from bot.providers.runflow.wire import ErrorBody, Run
 __all__ = ["RunflowProvider"]
 
 log = logging.getLogger(__name__)
-
-
-def _backoff(exc: Exception) -> bool | float:
-    """stamina hook: retry 429/5xx/connection errors, waiting ``retry_after`` when given."""
-    if isinstance(exc, ProviderRateLimited | ProviderUnavailable):
-        return exc.retry_after if exc.retry_after is not None else True
-    return False
 
 
 class RunflowProvider:
@@ -217,38 +209,22 @@ class RunflowProvider:
         )
 
     async def _download(self, url: str) -> bytes:
-        """GET a presigned output URL (no API key: it is not Runflow's API host)."""
-        async for attempt in stamina.retry_context(
-            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
-        ):
-            with attempt:
-                try:
-                    response = await self._client.get(url)
-                except httpx.TransportError as exc:
-                    raise ProviderUnavailable(
-                        PROVIDER, f"image download failed ({type(exc).__name__})"
-                    ) from exc
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise ProviderUnavailable(
-                        PROVIDER, "image download failed", response.status_code
-                    )
-                if response.status_code != 200 or not response.content:
-                    raise ProviderProtocolError(
-                        PROVIDER,
-                        f"image download answered HTTP {response.status_code}",
-                        response.status_code,
-                    )
-                return response.content
-        raise AssertionError("unreachable")  # pragma: no cover
+        """GET an output URL (no API key is sent)."""
+        return await download_image(
+            self._client,
+            url,
+            provider=PROVIDER,
+            attempts=self._attempts,
+            retry_budget=self._retry_timeout,
+        )
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Run:
         """One API call, retrying 429/5xx/connection errors (honouring Retry-After)."""
-        async for attempt in stamina.retry_context(
-            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
-        ):
-            with attempt:
-                return await self._call_once(method, path, body)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await with_retries(
+            lambda: self._call_once(method, path, body),
+            attempts=self._attempts,
+            retry_budget=self._retry_timeout,
+        )
 
     async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> Run:
         try:

@@ -16,12 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import stamina
 from pydantic import ValidationError
 
 from bot.errors import (
     ProviderProtocolError,
-    ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
 )
@@ -33,6 +31,7 @@ from bot.interfaces import (
     TaskIdCallback,
 )
 from bot.money import usd_to_micros
+from bot.providers.http import download_image, with_retries
 from bot.providers.runware.translate import (
     DEFAULT_MODEL_IDS,
     PROVIDER,
@@ -54,13 +53,6 @@ log = logging.getLogger(__name__)
 
 class _TaskMissing(Exception):
     """getResponse says the task does not exist (it never reached Runware)."""
-
-
-def _backoff(exc: Exception) -> bool | float:
-    """stamina hook: retry retryable errors, waiting ``retry_after`` when the provider said."""
-    if isinstance(exc, ProviderRateLimited | ProviderUnavailable):
-        return exc.retry_after if exc.retry_after is not None else True
-    return False
 
 
 class RunwareProvider:
@@ -231,37 +223,21 @@ class RunwareProvider:
         if item.image_data_uri:
             return base64.b64decode(item.image_data_uri.split(",", 1)[1])
         assert item.image_url is not None
-        async for attempt in stamina.retry_context(
-            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
-        ):
-            with attempt:
-                try:
-                    response = await self._client.get(item.image_url)
-                except httpx.TransportError as exc:
-                    raise ProviderUnavailable(
-                        PROVIDER, f"image download failed: {type(exc).__name__}"
-                    ) from exc
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise ProviderUnavailable(
-                        PROVIDER, "image download failed", response.status_code
-                    )
-                if response.status_code != 200:
-                    raise ProviderProtocolError(
-                        PROVIDER,
-                        f"image download answered HTTP {response.status_code}",
-                        response.status_code,
-                    )
-                return response.content
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await download_image(
+            self._client,
+            item.image_url,
+            provider=PROVIDER,
+            attempts=self._attempts,
+            retry_budget=self._retry_timeout,
+        )
 
     async def _call(self, tasks: list[dict[str, Any]]) -> Envelope:
         """POST one task array, retrying retryable failures (honouring Retry-After)."""
-        async for attempt in stamina.retry_context(
-            on=_backoff, attempts=self._attempts, timeout=self._retry_timeout
-        ):
-            with attempt:
-                return await self._post_once(tasks)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await with_retries(
+            lambda: self._post_once(tasks),
+            attempts=self._attempts,
+            retry_budget=self._retry_timeout,
+        )
 
     async def _post_once(self, tasks: list[dict[str, Any]]) -> Envelope:
         try:

@@ -1,0 +1,93 @@
+"""What the REST providers share: retries that honour Retry-After, and result downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+import stamina
+
+from bot.errors import (
+    ProviderError,
+    ProviderProtocolError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
+
+__all__ = ["download_image", "retry_hook", "with_retries"]
+
+T = TypeVar("T")
+
+
+def retry_hook(exc: Exception) -> bool | float:
+    """stamina hook: retry rate limits, 5xx and connection errors; wait ``retry_after``
+    seconds when the provider said how long (shared/reference/reliability-security-perf.md
+    §4.2: Retry-After overrides the computed backoff)."""
+    if isinstance(exc, ProviderRateLimited | ProviderUnavailable):
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
+
+
+async def with_retries(
+    once: Callable[[], Awaitable[T]], *, attempts: int, retry_budget: float
+) -> T:
+    """Call ``once`` until it succeeds, retrying per :func:`retry_hook`.
+
+    ``ProviderUnavailable.sent`` stays False only when *no* try reached the provider, so a
+    caller may treat the call as never made (and route the job elsewhere) only then.
+
+    Args:
+        attempts: tries at most.
+        retry_budget: seconds for all tries, waits included.
+
+    Raises:
+        ProviderError: the last try's error.
+    """
+    reached = False
+    async for attempt in stamina.retry_context(
+        on=retry_hook, attempts=attempts, timeout=retry_budget
+    ):
+        with attempt:
+            try:
+                return await once()
+            except ProviderUnavailable as exc:
+                if exc.sent:
+                    reached = True
+                elif reached:
+                    exc.sent = True
+                raise
+            except ProviderError:
+                reached = True
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def download_image(
+    client: httpx.AsyncClient, url: str, *, provider: str, attempts: int, retry_budget: float
+) -> bytes:
+    """GET a result image the provider links to (no API key is sent), with retries.
+
+    Raises:
+        ProviderUnavailable: 5xx, 429 or a connection failure after the retries.
+        ProviderProtocolError: another status, or an empty body.
+    """
+
+    async def once() -> bytes:
+        try:
+            response = await client.get(url)
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(
+                provider, f"image download failed ({type(exc).__name__})"
+            ) from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ProviderUnavailable(provider, "image download failed", response.status_code)
+        if response.status_code != 200 or not response.content:
+            raise ProviderProtocolError(
+                provider,
+                f"image download answered HTTP {response.status_code}",
+                response.status_code,
+            )
+        return response.content
+
+    return await with_retries(once, attempts=attempts, retry_budget=retry_budget)
