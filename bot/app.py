@@ -192,6 +192,7 @@ def assemble_core(
         wake=worker.wake,
         health=health,
     )
+    worker.failover = service.reroute
     return service, worker, router
 
 

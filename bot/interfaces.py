@@ -293,6 +293,10 @@ class JobReader(Protocol):
         """Put a running job that never reached its provider back in the queue."""
         ...
 
+    async def reroute(self, job_id: str, provider: str, now: datetime) -> Job | None:
+        """Queue a running job that never reached its provider for another provider."""
+        ...
+
 
 class LedgerBook(Protocol):
     """Budget caps and what counts against them."""

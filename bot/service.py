@@ -106,6 +106,17 @@ class Submitted:
         return self.job.notices
 
 
+def _fits(request: ImageRequest, caps: ProviderCapabilities) -> bool:
+    """Whether a provider can take a request at all."""
+    return (
+        request.model in caps.models
+        and len(request.references) <= caps.max_references
+        # bananabot does not serve reference links yet: link-only providers take requests
+        # without references
+        and (caps.inline_references or not request.references)
+    )
+
+
 class ImageService:
     """Validates, applies policy, reserves budget and stores jobs; answers within milliseconds.
 
@@ -198,14 +209,7 @@ class ImageService:
             )
         for name in candidates:
             assert name is not None
-            caps = self._providers[name]
-            if (
-                request.model in caps.models
-                and len(request.references) <= caps.max_references
-                # bananabot does not serve reference links yet: link-only providers take
-                # requests without references
-                and (caps.inline_references or not request.references)
-            ):
+            if _fits(request, self._providers[name]):
                 return name
         raise InvalidRequest(
             "model",
@@ -391,6 +395,30 @@ class ImageService:
             height=stored.height,
             source=f"result {image.job_id}#{image.index + 1}",
         )
+
+    async def reroute(self, job: Job) -> str | None:
+        """Move a job whose provider was never reached (connection refused on every try) to
+        the next provider that serves it, healthy ones first, if that costs no more than
+        what is reserved. Returns the new provider, or None to let the job fail.
+
+        Only for jobs the provider certainly never saw: a job a provider may have accepted
+        stays with it, so nobody pays twice.
+        """
+        size = self.catalog.resolve_size(job.request)
+        for name in self._healthy_first():
+            if (
+                name == job.provider
+                or not _fits(job.request, self._providers[name])
+                or self._estimate(job.request, size, name) > job.estimate_micros
+            ):
+                continue
+            moved = await self._reader.reroute(job.id, name, self._clock())
+            if moved is None:
+                return None
+            log.info("job rerouted", extra={"job": job.id, "from": job.provider, "to": name})
+            self._wake()
+            return name
+        return None
 
     async def cancel(self, job_id: str, origin: Origin) -> Job:
         """Cancel a queued job of the same person and refund it in full.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from bot.budgets import tightest
 from bot.catalog import Catalog
-from bot.errors import BananabotError, ProviderError
+from bot.errors import BananabotError, ProviderError, ProviderUnavailable
 from bot.health import ProviderHealth
 from bot.interfaces import (
     Delivery,
@@ -74,6 +74,9 @@ class Worker:
         self._position_interval = position_interval
         self._clock = clock
         self._health = health or ProviderHealth(self._providers)
+        self.failover: Callable[[Job], Awaitable[str | None]] | None = None
+        """Given a job its provider never received, queue it elsewhere (the service's
+        ``reroute``); None: such jobs fail and are refunded."""
         self._wakeups = {name: asyncio.Event() for name in self._providers}
         self._positions_dirty = asyncio.Event()
         self._last_positions: dict[str, int] = {}
@@ -197,6 +200,13 @@ class Worker:
                 },
             )
             self._health.record(job.provider, exc)
+            if (
+                isinstance(exc, ProviderUnavailable)
+                and not exc.sent
+                and self.failover is not None
+                and await self.failover(job) is not None
+            ):
+                return
             await self._fail(job, exc.code, exc.message)
             return
         except Exception as exc:

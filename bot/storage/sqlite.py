@@ -409,6 +409,18 @@ class SqliteStore:
                 (ts(now), job_id),
             )
 
+    async def reroute(self, job_id: str, provider: str, now: datetime) -> Job | None:
+        """Put a running job that never reached its provider back in the queue for another
+        provider (its reservation stays); None if the job is no longer running."""
+        async with self._write(transaction=False) as db:
+            row = await _one(
+                db,
+                """UPDATE jobs SET provider = ?, status = 'queued', provider_task_id = NULL,
+                   updated_at = ? WHERE id = ? AND status = 'running' RETURNING *""",
+                (provider, ts(now), job_id),
+            )
+        return job_from_row(row) if row is not None else None
+
     # --- LedgerBook ----------------------------------------------------------------------
 
     async def set_cap(self, cap: BudgetCap, now: datetime) -> None:
