@@ -405,9 +405,12 @@ async def _doctor(settings: Settings) -> int:
             print(f"Providers in routing order: {', '.join(routing)}")
             for name, provider in app.providers.items():
                 caps = provider.capabilities
+                refs = "inline" if caps.inline_references else "as links only (not served yet)"
                 print(
                     f"  {name:<8} models {', '.join(sorted(caps.models))}; up to "
-                    f"{caps.max_references} references; reports cost: {caps.reports_cost}"
+                    f"{caps.max_references} references, {refs}; reports cost: "
+                    f"{caps.reports_cost}; resumable after a crash: {caps.resumable}; "
+                    f"breaker: {app.worker.health.state(name).value} (per process)"
                 )
             print(f"Database: {settings.database_url} (migrations applied)")
             probe = await app.media.put_image(_PROBE_PNG)
