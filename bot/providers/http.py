@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import httpx
 import stamina
@@ -12,10 +14,11 @@ from bot.errors import (
     ProviderError,
     ProviderProtocolError,
     ProviderRateLimited,
+    ProviderTimeout,
     ProviderUnavailable,
 )
 
-__all__ = ["download_image", "retry_hook", "with_retries"]
+__all__ = ["deadline", "download_image", "retry_hook", "send", "with_retries"]
 
 T = TypeVar("T")
 
@@ -91,3 +94,44 @@ async def download_image(
         return response.content
 
     return await with_retries(once, attempts=attempts, retry_budget=retry_budget)
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    provider: str,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """One HTTP request to a provider; transport failures become ``ProviderUnavailable``
+    (``sent=False`` when the connection was never made).
+
+    Raises:
+        ProviderUnavailable: the provider could not be reached or the connection broke.
+    """
+    try:
+        return await client.request(method, url, json=json, headers=headers)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise ProviderUnavailable(provider, f"cannot connect to {provider}", sent=False) from exc
+    except httpx.TimeoutException as exc:
+        raise ProviderUnavailable(provider, f"{provider} timed out ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(
+            provider, f"{provider} connection failed ({type(exc).__name__})"
+        ) from exc
+
+
+@asynccontextmanager
+async def deadline(seconds: float, provider: str) -> AsyncIterator[None]:
+    """Bound a whole generation (submit, polls, downloads) to ``seconds``.
+
+    Raises:
+        ProviderTimeout: the deadline passed.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise ProviderTimeout(provider, f"no result from {provider} within {seconds:g} s") from None

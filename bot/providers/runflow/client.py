@@ -20,8 +20,6 @@ from pydantic import ValidationError
 from bot.errors import (
     ProviderProtocolError,
     ProviderRejected,
-    ProviderTimeout,
-    ProviderUnavailable,
     SafetyBlocked,
 )
 from bot.interfaces import (
@@ -31,7 +29,7 @@ from bot.interfaces import (
     ProviderCapabilities,
     TaskIdCallback,
 )
-from bot.providers.http import download_image, with_retries
+from bot.providers.http import deadline, download_image, send, with_retries
 from bot.providers.runflow.translate import (
     CANCELED,
     DEFAULT_API_URL,
@@ -132,7 +130,7 @@ class RunflowProvider:
             extra={"job": task.job_id, "path": path, "references": len(task.references)},
         )
         log.debug("runflow prompt", extra={"job": task.job_id, "prompt": task.request.prompt})
-        async with _Deadline(self._deadline):
+        async with deadline(self._deadline, PROVIDER):
             run = await self._call("POST", path, body)
             log.info("runflow run created", extra={"job": task.job_id, "run_id": run.id})
             await on_task_id(run.id)
@@ -145,7 +143,7 @@ class RunflowProvider:
             ProviderProtocolError: Runflow has no run ``task_id`` (HTTP 404).
             ProviderError: otherwise as for :meth:`generate`.
         """
-        async with _Deadline(self._deadline):
+        async with deadline(self._deadline, PROVIDER):
             return await self._poll(task, None, 0.0, run_id=task_id)
 
     def _prepare(self, task: GenerationTask) -> tuple[str, dict[str, Any]]:
@@ -227,19 +225,14 @@ class RunflowProvider:
         )
 
     async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> Run:
-        try:
-            response = await self._client.request(
-                method,
-                f"{self._api_url}/{path}",
-                json=body,
-                headers={"Authorization": f"Bearer {self._api_key}"},
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ProviderUnavailable(PROVIDER, "cannot connect to Runflow", sent=False) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                PROVIDER, f"Runflow connection failed ({type(exc).__name__})"
-            ) from exc
+        response = await send(
+            self._client,
+            method,
+            f"{self._api_url}/{path}",
+            provider=PROVIDER,
+            json=body,
+            headers={"Authorization": f"Bearer {self._api_key}"},
+        )
         status = response.status_code
         if status >= 400:
             try:
@@ -255,24 +248,3 @@ class RunflowProvider:
             raise ProviderProtocolError(
                 PROVIDER, f"unreadable Runflow answer (HTTP {status})", status
             ) from exc
-
-
-class _Deadline:
-    """``asyncio.timeout`` that turns the deadline into :class:`ProviderTimeout`."""
-
-    def __init__(self, seconds: float) -> None:
-        self._timeout = asyncio.timeout(seconds)
-        self._seconds = seconds
-
-    async def __aenter__(self) -> None:
-        await self._timeout.__aenter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        try:
-            await self._timeout.__aexit__(exc_type, exc, tb)  # type: ignore[arg-type]
-        except TimeoutError:
-            raise ProviderTimeout(
-                PROVIDER, f"no result from Runflow within {self._seconds:g} s"
-            ) from None

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from bot.errors import (
     ProviderProtocolError,
-    ProviderTimeout,
     ProviderUnavailable,
 )
 from bot.interfaces import (
@@ -31,7 +30,7 @@ from bot.interfaces import (
     TaskIdCallback,
 )
 from bot.money import usd_to_micros
-from bot.providers.http import download_image, with_retries
+from bot.providers.http import deadline, download_image, send, with_retries
 from bot.providers.runware.translate import (
     DEFAULT_MODEL_IDS,
     PROVIDER,
@@ -111,7 +110,7 @@ class RunwareProvider:
         """
         task_uuid = str(uuid.uuid4())
         await on_task_id(task_uuid)
-        async with self._deadline_scope(task.job_id):
+        async with deadline(self._deadline, PROVIDER):
             await self._submit(task, task_uuid)
             return await self._poll(task, task_uuid)
 
@@ -121,7 +120,7 @@ class RunwareProvider:
         Raises:
             ProviderError: as for :meth:`generate`.
         """
-        async with self._deadline_scope(task.job_id):
+        async with deadline(self._deadline, PROVIDER):
             try:
                 return await self._poll(task, task_id, missing_ok=True)
             except _TaskMissing:
@@ -130,9 +129,6 @@ class RunwareProvider:
                 )
                 await self._submit(task, task_id)
                 return await self._poll(task, task_id)
-
-    def _deadline_scope(self, job_id: str) -> _Deadline:
-        return _Deadline(self._deadline, job_id)
 
     async def _submit(self, task: GenerationTask, task_uuid: str) -> None:
         model_id = self._model_ids.get(task.request.model)
@@ -240,22 +236,14 @@ class RunwareProvider:
         )
 
     async def _post_once(self, tasks: list[dict[str, Any]]) -> Envelope:
-        try:
-            response = await self._client.post(
-                self._api_url,
-                json=tasks,
-                headers={"Authorization": f"Bearer {self._api_key}"},
-            )
-        except httpx.ConnectError as exc:
-            raise ProviderUnavailable(PROVIDER, "cannot connect to Runware", sent=False) from exc
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(
-                PROVIDER, f"Runware timed out ({type(exc).__name__})"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                PROVIDER, f"Runware connection failed ({type(exc).__name__})"
-            ) from exc
+        response = await send(
+            self._client,
+            "POST",
+            self._api_url,
+            provider=PROVIDER,
+            json=tasks,
+            headers={"Authorization": f"Bearer {self._api_key}"},
+        )
         try:
             envelope = (
                 Envelope.model_validate_json(response.content) if response.content else Envelope()
@@ -291,25 +279,3 @@ class _Conflict(Exception):
 
 class _NotFound(Exception):
     """``taskNotFound`` (or another ``*NotFound``) from getResponse."""
-
-
-class _Deadline:
-    """``asyncio.timeout`` that turns the deadline into :class:`ProviderTimeout`."""
-
-    def __init__(self, seconds: float, job_id: str) -> None:
-        self._timeout = asyncio.timeout(seconds)
-        self._seconds = seconds
-        self._job_id = job_id
-
-    async def __aenter__(self) -> None:
-        await self._timeout.__aenter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        try:
-            await self._timeout.__aexit__(exc_type, exc, tb)  # type: ignore[arg-type]
-        except TimeoutError:
-            raise ProviderTimeout(
-                PROVIDER, f"no result from Runware within {self._seconds:g} s"
-            ) from None
