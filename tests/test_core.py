@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -40,12 +39,10 @@ async def cap(
     return c
 
 
-async def test_submit_is_fast_stores_the_job_and_calls_no_provider(
+async def test_submit_stores_the_job_and_calls_no_provider(
     core: Core, scripted: ScriptedProvider
 ) -> None:
-    started = time.perf_counter()
     submitted = await core.service.submit(req(), origin(), idempotency_key="k1")
-    assert time.perf_counter() - started < 1.0  # generous; the benchmark measures the real figure
     assert submitted.position == 1 and submitted.created
     assert submitted.estimate_micros == NB2_1K
     assert scripted.calls == []

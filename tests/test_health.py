@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bot.app import assemble_core
 from bot.catalog import default_catalog
@@ -107,10 +106,10 @@ async def test_workers_stop_claiming_for_an_open_breaker(
     assert len(scripted.calls) == 1
 
 
-@pytest.mark.parametrize("failures", [5])
 async def test_a_run_of_provider_failures_opens_the_breaker_in_the_worker(
-    running: Core, scripted: ScriptedProvider, failures: int
+    running: Core, scripted: ScriptedProvider
 ) -> None:
+    failures = 5  # ProviderHealth's default threshold
     scripted.outcome = lambda task: DOWN  # type: ignore[assignment,return-value]
     jobs = [
         await running.service.submit(

@@ -19,12 +19,12 @@ from bot.errors import (
 )
 from bot.models import ImageRequest, ReferenceImage
 from bot.money import usd_to_micros
+from bot.providers.http import parse_retry_after
 from bot.providers.runware.translate import (
     DEFAULT_MODEL_IDS,
     error_from_item,
     error_from_status,
     inference_task,
-    parse_retry_after,
     with_async_delivery,
 )
 from bot.providers.runware.wire import Envelope, ErrorItem

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import httpx
 import stamina
+from pydantic import BaseModel, ValidationError
 
 from bot.errors import (
     ProviderError,
@@ -18,9 +19,45 @@ from bot.errors import (
     ProviderUnavailable,
 )
 
-__all__ = ["deadline", "download_image", "retry_hook", "send", "with_retries"]
+__all__ = [
+    "deadline",
+    "download_image",
+    "parse_retry_after",
+    "read_model",
+    "retry_hook",
+    "send",
+    "with_retries",
+]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form); None if absent or odd."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def read_model(response: httpx.Response, model: type[M], *, provider: str) -> M:
+    """A provider's JSON answer as ``model``.
+
+    Raises:
+        ProviderProtocolError: the body does not fit ``model``.
+    """
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ProviderProtocolError(
+            provider,
+            f"unreadable {provider} answer (HTTP {response.status_code})",
+            response.status_code,
+        ) from exc
 
 
 def retry_hook(exc: Exception) -> bool | float:

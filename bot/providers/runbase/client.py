@@ -29,7 +29,14 @@ from bot.interfaces import (
     ProviderCapabilities,
     TaskIdCallback,
 )
-from bot.providers.http import deadline, download_image, send, with_retries
+from bot.providers.http import (
+    deadline,
+    download_image,
+    parse_retry_after,
+    read_model,
+    send,
+    with_retries,
+)
 from bot.providers.runbase.translate import (
     DEFAULT_API_URL,
     DEFAULT_MODEL_IDS,
@@ -40,7 +47,6 @@ from bot.providers.runbase.translate import (
     cost_micros,
     error_from_run,
     error_from_status,
-    parse_retry_after,
     reference_urls,
     run_body,
 )
@@ -204,18 +210,12 @@ class RunbaseProvider:
             json=body,
             headers={"Authorization": f"Bearer {self._api_key}"},
         )
-        status = response.status_code
-        if status >= 400:
+        if response.status_code >= 400:
             try:
                 error: ErrorBody | None = ErrorBody.model_validate_json(response.content)
             except ValidationError:
                 error = None
             raise error_from_status(
-                status, error, parse_retry_after(response.headers.get("Retry-After"))
+                response.status_code, error, parse_retry_after(response.headers.get("Retry-After"))
             )
-        try:
-            return Run.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ProviderProtocolError(
-                PROVIDER, f"unreadable Runbase answer (HTTP {status})", status
-            ) from exc
+        return read_model(response, Run, provider=PROVIDER)

@@ -37,7 +37,6 @@ __all__ = [
     "cost_micros",
     "error_from_run",
     "error_from_status",
-    "parse_retry_after",
     "reference_urls",
     "run_body",
 ]
@@ -145,17 +144,6 @@ def run_body(
     if image_urls:
         data["image_urls"] = list(image_urls)
     return {"model": model_id, "input": data}
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form); None if absent or odd."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def cost_micros(run: Run) -> int | None:

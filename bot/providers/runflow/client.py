@@ -29,7 +29,14 @@ from bot.interfaces import (
     ProviderCapabilities,
     TaskIdCallback,
 )
-from bot.providers.http import deadline, download_image, send, with_retries
+from bot.providers.http import (
+    deadline,
+    download_image,
+    parse_retry_after,
+    read_model,
+    send,
+    with_retries,
+)
 from bot.providers.runflow.translate import (
     CANCELED,
     DEFAULT_API_URL,
@@ -43,7 +50,6 @@ from bot.providers.runflow.translate import (
     create_body,
     error_from_run,
     error_from_status,
-    parse_retry_after,
     reference_urls,
     run_input,
     runs_path,
@@ -233,18 +239,12 @@ class RunflowProvider:
             json=body,
             headers={"Authorization": f"Bearer {self._api_key}"},
         )
-        status = response.status_code
-        if status >= 400:
+        if response.status_code >= 400:
             try:
                 error: ErrorBody | None = ErrorBody.model_validate_json(response.content)
             except ValidationError:
                 error = None
             raise error_from_status(
-                status, error, parse_retry_after(response.headers.get("Retry-After"))
+                response.status_code, error, parse_retry_after(response.headers.get("Retry-After"))
             )
-        try:
-            return Run.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ProviderProtocolError(
-                PROVIDER, f"unreadable Runflow answer (HTTP {status})", status
-            ) from exc
+        return read_model(response, Run, provider=PROVIDER)

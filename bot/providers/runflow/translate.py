@@ -42,7 +42,6 @@ __all__ = [
     "create_body",
     "error_from_run",
     "error_from_status",
-    "parse_retry_after",
     "reference_urls",
     "run_input",
     "runs_path",
@@ -217,17 +216,6 @@ def create_body(
     if callback_url is not None:
         body["callback_url"] = callback_url
     return body
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form); None if absent or odd."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def cost_micros(run: Run) -> int | None:

@@ -30,7 +30,7 @@ from bot.interfaces import (
     TaskIdCallback,
 )
 from bot.money import usd_to_micros
-from bot.providers.http import deadline, download_image, send, with_retries
+from bot.providers.http import deadline, download_image, parse_retry_after, send, with_retries
 from bot.providers.runware.translate import (
     DEFAULT_MODEL_IDS,
     PROVIDER,
@@ -40,7 +40,6 @@ from bot.providers.runware.translate import (
     get_response_task,
     inference_task,
     is_conflict,
-    parse_retry_after,
     with_async_delivery,
 )
 from bot.providers.runware.wire import Envelope, ResultItem

@@ -33,7 +33,6 @@ __all__ = [
     "get_response_task",
     "inference_task",
     "is_conflict",
-    "parse_retry_after",
     "with_async_delivery",
 ]
 
@@ -160,17 +159,6 @@ def get_response_task(task_uuid: str) -> dict[str, str]:
 def data_uri(reference: ReferenceData) -> str:
     """A reference image as ``data:<mime>;base64,<...>`` (Runware accepts data URIs)."""
     return f"data:{reference.mime_type};base64,{base64.b64encode(reference.data).decode('ascii')}"
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form); None if absent or odd."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def is_conflict(errors: Sequence[ErrorItem]) -> bool:
