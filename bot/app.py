@@ -14,13 +14,16 @@ from typing import Any
 import httpx
 
 from bot.catalog import Catalog, default_catalog, load_catalog
-from bot.delivery import DeliveryRouter
+from bot.delivery import DeliveryPump, DeliveryRouter
 from bot.errors import ConfigurationError
 from bot.health import ProviderHealth
-from bot.interfaces import Provider
+from bot.interfaces import Provider, ReferenceLinks, Telemetry
 from bot.media.guard import guarded_client
+from bot.media.links import MediaLinks, load_or_create_secret
 from bot.media.loader import MediaReferenceLoader
 from bot.media.store import FileMediaStore
+from bot.ops.metrics import Metrics
+from bot.ops.server import OpsServer
 from bot.policy import ChannelPolicy
 from bot.providers.gemini.client import GeminiProvider
 from bot.providers.runbase import RunbaseProvider, shared_limiter
@@ -29,10 +32,18 @@ from bot.providers.runware.client import RunwareProvider
 from bot.providers.sandbox.provider import SandboxProvider
 from bot.service import ImageService
 from bot.settings import Settings
-from bot.storage import SqliteStore, store_from_url
+from bot.storage import SqliteStore, Store, store_from_url
 from bot.worker import Worker
 
-__all__ = ["App", "assemble_core", "build_app", "build_catalog", "build_providers", "run"]
+__all__ = [
+    "App",
+    "assemble_core",
+    "build_app",
+    "build_catalog",
+    "build_links",
+    "build_providers",
+    "run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +54,14 @@ class App:
 
     settings: Settings
     catalog: Catalog
-    store: SqliteStore
+    store: Store
     media: FileMediaStore
     providers: Mapping[str, Provider]
     router: DeliveryRouter
     service: ImageService
     worker: Worker
+    metrics: Metrics
+    links: MediaLinks | None
 
 
 def build_catalog(settings: Settings) -> Catalog:
@@ -64,6 +77,30 @@ def build_catalog(settings: Settings) -> Catalog:
         return load_catalog(overrides)
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"BANANABOT_CATALOG_FILE: {exc}") from exc
+
+
+def build_links(settings: Settings) -> MediaLinks | None:
+    """Reference links at ``BANANABOT_PUBLIC_URL/media/<token>``, or None without a public URL.
+
+    The signing secret is ``BANANABOT_MEDIA_LINK_SECRET``, else a random one kept beside the
+    media (``BANANABOT_DATA_DIR/media-link-secret``), shared by every process on that folder.
+
+    Raises:
+        ConfigurationError: the secret file cannot be read or made, or the secret is short.
+    """
+    if settings.public_url is None:
+        return None
+    try:
+        secret = (
+            settings.media_link_secret.get_secret_value()
+            if settings.media_link_secret is not None
+            else load_or_create_secret(settings.data_dir / "media-link-secret")
+        )
+        return MediaLinks(settings.public_url, secret, settings.media_link_ttl)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot keep the media link secret: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigurationError(f"BANANABOT_MEDIA_LINK_SECRET: {exc}") from exc
 
 
 def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, Provider]:
@@ -142,7 +179,7 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
 def assemble_core(
     *,
     catalog: Catalog,
-    store: SqliteStore,
+    store: Store,
     media: FileMediaStore,
     providers: Mapping[str, Provider],
     routing: Sequence[str],
@@ -151,6 +188,9 @@ def assemble_core(
     concurrency: int,
     idle_poll: float = 1.0,
     position_interval: float = 1.0,
+    links: ReferenceLinks | None = None,
+    telemetry: Telemetry | None = None,
+    lease: float | None = None,
 ) -> tuple[ImageService, Worker, DeliveryRouter]:
     """Wire the service, the worker and the delivery router around a store and providers.
 
@@ -161,8 +201,12 @@ def assemble_core(
         concurrency: jobs at once per provider.
         idle_poll: seconds between claims when idle (jobs from other processes).
         position_interval: seconds between queue-position updates.
+        links: makes reference links for link-only providers (``BANANABOT_PUBLIC_URL``).
+        telemetry: told provider-call timings (metrics).
+        lease: seconds before another process takes over a running job nobody touches;
+            None where one process owns the store (SQLite).
     """
-    router = DeliveryRouter()
+    router = DeliveryRouter(outbox=store)
     health = ProviderHealth(providers)
     worker = Worker(
         catalog=catalog,
@@ -176,6 +220,9 @@ def assemble_core(
         idle_poll=idle_poll,
         position_interval=position_interval,
         health=health,
+        links=links,
+        telemetry=telemetry,
+        lease=lease,
     )
     service = ImageService(
         catalog=catalog,
@@ -191,23 +238,31 @@ def assemble_core(
         default_policy=default_policy,
         wake=worker.wake,
         health=health,
+        reference_links=links is not None,
     )
     worker.failover = service.reroute
     return service, worker, router
 
 
 @asynccontextmanager
-async def build_app(settings: Settings) -> AsyncIterator[App]:
+async def build_app(settings: Settings, *, exclusive: bool = True) -> AsyncIterator[App]:
     """Build the store, HTTP client, media store, providers, service and worker.
 
     Everything is closed in reverse order when the context exits.
+
+    Args:
+        exclusive: SQLite: hold the one-process lock (processes that run workers); False
+            for short admin commands (``budget``, ``policy``, ``doctor``) beside a running
+            bot, which only read and write in transactions.
 
     Raises:
         ConfigurationError: for settings that cannot work.
     """
     async with AsyncExitStack() as stack:
         catalog = build_catalog(settings)
-        store = await stack.enter_async_context(store_from_url(settings.database_url))
+        store = await stack.enter_async_context(
+            store_from_url(settings.database_url, exclusive=exclusive)
+        )
         client = await stack.enter_async_context(
             httpx.AsyncClient(
                 timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
@@ -219,6 +274,8 @@ async def build_app(settings: Settings) -> AsyncIterator[App]:
             guarded_client(timeout=settings.http_timeout)
         )
         media = FileMediaStore(settings.data_dir / "media")
+        links = build_links(settings)
+        metrics = Metrics(store)
         providers = build_providers(settings, client)
         service, worker, router = assemble_core(
             catalog=catalog,
@@ -232,18 +289,32 @@ async def build_app(settings: Settings) -> AsyncIterator[App]:
                 force_check_content=settings.force_check_content,
             ),
             concurrency=settings.concurrency,
+            links=links,
+            telemetry=metrics,
+            # SQLite's file lock keeps other processes out: every running job found at
+            # start is this process's to recover. PostgreSQL: other processes may be alive.
+            lease=None if isinstance(store, SqliteStore) else settings.worker_lease,
         )
-        yield App(settings, catalog, store, media, providers, router, service, worker)
+        yield App(
+            settings, catalog, store, media, providers, router, service, worker, metrics, links
+        )
 
 
-async def run(settings: Settings) -> None:
-    """``bananabot run``: workers plus every chat adapter with credentials, else the playground.
+async def run(settings: Settings, *, adapters: bool = True) -> None:
+    """``bananabot run``: workers, the operations server and every chat adapter with
+    credentials, else the playground.
 
-    With ``DISCORD_TOKEN`` the Discord adapter runs and the playground does not: the
-    playground has no login and spends outside every Discord budget, so it only starts
+    The operations server (``/healthz``, ``/metrics``, ``/media/<token>``) always listens on
+    ``BANANABOT_WEB_HOST:BANANABOT_WEB_PORT``; where the playground runs, it serves those
+    routes too. With ``DISCORD_TOKEN`` the Discord adapter runs and the playground does not:
+    the playground has no login and spends outside every Discord budget, so it only starts
     where no chat adapter runs (a local try-out). Runs until SIGINT or SIGTERM (``docker
     stop``), then shuts down cleanly: running jobs keep their provider task ids and are
     resumed at the next start, and their results are delivered then.
+
+    Args:
+        adapters: False runs workers and the operations server only (``bananabot worker``),
+            so adapters and workers scale apart on one PostgreSQL database.
 
     Raises:
         ConfigurationError: an adapter cannot start with these settings (e.g. Discord
@@ -257,37 +328,68 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with build_app(settings) as app, asyncio.TaskGroup() as group:
-            tasks = [group.create_task(app.worker.run(), name="worker")]
+            worker = group.create_task(app.worker.run(), name="worker")
+            tasks = [worker]
+
+            async def store_answers() -> None:
+                await app.store.jobs_in_status("running", 1)
+
+            async def worker_runs() -> None:
+                if worker.done():
+                    raise RuntimeError("the workers stopped")
+
+            ops = OpsServer(
+                metrics=app.metrics,
+                checks={"store": store_answers, "workers": worker_runs},
+                media=app.media,
+                links=app.links,
+                host=settings.web_host,
+                port=settings.web_port,
+            )
             chat = 0
-            if settings.discord_token is not None:
+            if adapters and settings.discord_token is not None:
                 from adapters.discord import DiscordAdapter
 
                 discord_adapter = DiscordAdapter.from_settings(
                     settings,
                     service=app.service,
                     media=app.media,
+                    on_ack=lambda seconds: app.metrics.ack("discord", seconds),
                 )
                 app.router.register(discord_adapter.platform, discord_adapter)
                 tasks.append(group.create_task(discord_adapter.serve(), name="discord"))
                 chat += 1
-            if settings.slack_bot_token is not None:
+            if adapters and settings.slack_bot_token is not None:
                 from adapters.slack import SlackAdapter
 
                 slack_adapter = SlackAdapter.from_settings(
-                    settings, service=app.service, media=app.media
+                    settings,
+                    service=app.service,
+                    media=app.media,
+                    on_ack=lambda seconds: app.metrics.ack("slack", seconds),
                 )
                 app.router.register(slack_adapter.platform, slack_adapter)
                 tasks.append(group.create_task(slack_adapter.serve(), name="slack"))
                 chat += 1
-            if not chat:
+            if adapters:
+                # Results of jobs other processes ran, or that finished while an adapter
+                # was down, reach their people from here.
+                pump = DeliveryPump(
+                    router=app.router, outbox=app.store, reader=app.store, ledger=app.store
+                )
+                tasks.append(group.create_task(pump.run(), name="delivery"))
+            if adapters and not chat:
                 playground = WebPlayground(
                     service=app.service,
                     media=app.media,
                     host=settings.web_host,
                     port=settings.web_port,
+                    extra_routes=ops.routes(),
                 )
                 app.router.register(playground.platform, playground)
                 tasks.append(group.create_task(playground.serve(), name="web"))
+            else:
+                tasks.append(group.create_task(ops.serve(), name="ops"))
             await stop.wait()
             log.info("shutting down")
             for task in tasks:

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
 from bot.app import App, build_app, run
 from bot.budgets import BudgetCap, CapScope, Period, cap_label
 from bot.errors import BananabotError, ConfigurationError, ReferenceImageError, UserInputError
+from bot.logs import configure_logging, secret_values
 from bot.messages import describe_done, render_error, render_failure, render_reset
 from bot.models import Done, Failed, Generating, JobUpdate, Origin, Queued, parse_request
 from bot.money import format_usd, parse_usd
@@ -41,7 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("run", help="start every adapter with credentials (else the local playground)")
+    run_parser = sub.add_parser(
+        "run", help="start every adapter with credentials (else the local playground)"
+    )
+    run_parser.add_argument(
+        "--no-adapters",
+        action="store_true",
+        help="run workers and /healthz, /metrics only (same as 'bananabot worker')",
+    )
+    sub.add_parser("worker", help="run workers and /healthz, /metrics only: adapters run elsewhere")
 
     im = sub.add_parser("imagine", help="generate images from a prompt, through the full core")
     im.add_argument("prompt")
@@ -115,21 +125,29 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bananabot`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    level = logging.INFO if args.verbose or args.command == "run" else logging.WARNING
+    quiet = logging.INFO if args.verbose else logging.WARNING
     try:
         settings = Settings()
     except ValidationError as exc:
         print(f"bananabot: configuration error: {_first_error(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=min(level, logging.getLevelName(settings.log_level)) if args.verbose else level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
+    configured = logging.getLevelName(settings.log_level)
+    # Long-running commands log at BANANABOT_LOG_LEVEL; one-shot commands stay quiet
+    # unless -v asks (then BANANABOT_LOG_LEVEL may go lower still).
+    if args.command in ("run", "worker"):
+        level = configured
+    else:
+        level = min(quiet, configured) if args.verbose else quiet
+    configure_logging(
+        level,
+        secret_values(settings),
+        settings.log_format,
     )
     try:
-        if args.command == "run":
+        if args.command in ("run", "worker"):
+            adapters = args.command == "run" and not args.no_adapters
             try:
-                asyncio.run(run(settings))
+                asyncio.run(run(settings, adapters=adapters))
             except KeyboardInterrupt:
                 return EXIT_OK
             return EXIT_OK
@@ -321,7 +339,7 @@ def _now() -> datetime:
 
 
 async def _budget(args: argparse.Namespace, settings: Settings) -> int:
-    async with build_app(settings) as app:
+    async with build_app(settings, exclusive=False) as app:
         if args.action == "show":
             caps = await app.store.list_caps(args.workspace)
             if not caps:
@@ -370,7 +388,7 @@ async def _budget(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _policy(args: argparse.Namespace, settings: Settings) -> int:
-    async with build_app(settings) as app:
+    async with build_app(settings, exclusive=False) as app:
         if args.action == "set":
             policy = ChannelPolicy(
                 max_tolerance=args.max_tolerance, force_check_content=args.force_check_content
@@ -391,28 +409,48 @@ async def _policy(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
 
 
+def masked_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (``DATABASE_URL`` in ``doctor``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def _doctor(settings: Settings) -> int:
     print("Configuration (secrets masked):")
     for name, value in settings.model_dump().items():
         field = type(settings).model_fields[name]
         env = field.validation_alias.choices[0] if field.validation_alias else name  # type: ignore[union-attr]
         shown = "(set, hidden)" if name in settings.secret_fields() and value else value
+        if name == "database_url":
+            shown = masked_url(str(value))
         print(f"  {env:<32} {shown if shown not in (None, '', []) else '-'}")
     problems = 0
     try:
-        async with build_app(settings) as app:
+        async with build_app(settings, exclusive=False) as app:
             routing = settings.configured_providers()
             print(f"Providers in routing order: {', '.join(routing)}")
             for name, provider in app.providers.items():
                 caps = provider.capabilities
-                refs = "inline" if caps.inline_references else "as links only (not served yet)"
+                refs = (
+                    "inline"
+                    if caps.inline_references
+                    else "as links (served at BANANABOT_PUBLIC_URL)"
+                    if app.links is not None
+                    else "as links only (Discord attachments; set BANANABOT_PUBLIC_URL)"
+                )
                 print(
                     f"  {name:<8} models {', '.join(sorted(caps.models))}; up to "
                     f"{caps.max_references} references, {refs}; reports cost: "
                     f"{caps.reports_cost}; resumable after a crash: {caps.resumable}; "
                     f"breaker: {app.worker.health.state(name).value} (per process)"
                 )
-            print(f"Database: {settings.database_url} (migrations applied)")
+            print(f"Database: {masked_url(settings.database_url)} (migrations applied)")
             probe = await app.media.put_image(_PROBE_PNG)
             print(
                 f"Media store: {settings.data_dir / 'media'} (writable; probe {probe.key[:12]}...)"
@@ -455,7 +493,7 @@ async def _discord_sync(settings: Settings) -> int:
 
     from adapters.discord import DiscordAdapter
 
-    async with build_app(settings) as app:
+    async with build_app(settings, exclusive=False) as app:
         adapter = DiscordAdapter.from_settings(settings, service=app.service, media=app.media)
         try:
             for line in await adapter.sync_commands():

@@ -17,21 +17,25 @@ from bot.policy import ChannelPolicy
 
 __all__ = [
     "Delivery",
+    "DeliveryOutbox",
     "EnqueueResult",
     "GeneratedImage",
     "GenerationResult",
     "GenerationTask",
     "JobQueue",
     "JobReader",
+    "JobStat",
     "LedgerBook",
     "MediaStore",
     "PolicyBook",
     "Provider",
     "ProviderCapabilities",
     "ReferenceData",
+    "ReferenceLinks",
     "ReferenceLoader",
     "StoredMedia",
     "TaskIdCallback",
+    "Telemetry",
 ]
 
 
@@ -53,6 +57,11 @@ class ProviderCapabilities:
         price_floor_micros: model -> the provider's lowest price per image, micro-dollars,
             when it charges more than the catalog (the catalog holds Runware's prices); a
             job reserves at least this per image there.
+        unsupported: :class:`bot.models.ImageRequest` fields the provider cannot honour
+            when set (not None and not False); routing skips it for such requests instead
+            of letting it refuse them later (Runbase takes no seed or safety tolerance).
+        max_results: images per request, if fewer than the model allows.
+        tiers: model -> the resolution tiers it offers, where fewer than the catalog's.
     """
 
     models: frozenset[str]
@@ -62,6 +71,9 @@ class ProviderCapabilities:
     resumable: bool = True
     nsfw_flag: bool = False
     price_floor_micros: Mapping[str, int] = field(default_factory=dict)
+    unsupported: frozenset[str] = frozenset()
+    max_results: int | None = None
+    tiers: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +82,10 @@ class ReferenceData:
 
     Attributes:
         data: the encoded bytes (for providers that take inline images).
-        url: a link the provider can fetch the same bytes from, when bananabot has one
-            (``BANANABOT_PUBLIC_URL``); providers that need URLs refuse references without.
+        url: a link the provider can fetch the image from: bananabot's own time-limited link
+            to these bytes (``BANANABOT_PUBLIC_URL/media/<token>``) or the person's Discord
+            attachment link; set only for providers whose capabilities say
+            ``inline_references=False``, which refuse references without one.
     """
 
     data: bytes
@@ -79,6 +93,19 @@ class ReferenceData:
     width: int
     height: int
     url: str | None = None
+
+
+class ReferenceLinks(Protocol):
+    """Makes time-limited public links to stored images, for providers that take references
+    only as URLs (Runflow, Runbase). Implemented by :class:`bot.media.links.MediaLinks`."""
+
+    def link(self, media_key: str) -> str:
+        """A URL serving ``media_key``'s bytes for a limited time.
+
+        Raises:
+            ValueError: ``media_key`` is not a media store key.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +275,17 @@ class JobQueue(Protocol):
         """Durably record the provider's task id of a running job."""
         ...
 
+    async def heartbeat(self, job_ids: Sequence[str], now: datetime) -> None:
+        """Mark running jobs as still being worked (their ``updated_at`` becomes ``now``),
+        so no other process takes them over."""
+        ...
+
+    async def take_over(self, job_id: str, now: datetime, stale_before: datetime) -> Job | None:
+        """Atomically take a running job whose worker stopped: if it is still running and
+        was last touched before ``stale_before``, touch it and return it; else None (it
+        ended, or another process took it first)."""
+        ...
+
     async def finish(
         self,
         job_id: str,
@@ -270,6 +308,20 @@ class JobQueue(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class JobStat:
+    """How many jobs are in one status on one provider, and what they settled for.
+
+    Attributes:
+        cost_micros: the sum of their settled costs, micro-dollars (0 unless succeeded).
+    """
+
+    status: str
+    provider: str
+    count: int
+    cost_micros: int
+
+
 class JobReader(Protocol):
     """Read access to jobs and results."""
 
@@ -287,6 +339,10 @@ class JobReader(Protocol):
 
     async def recent_jobs(self, workspace_id: str, user_id: str, limit: int) -> list[Job]:
         """A person's latest jobs, newest first."""
+        ...
+
+    async def job_stats(self) -> list[JobStat]:
+        """Jobs per status and provider (every job ever stored), for metrics."""
         ...
 
     async def requeue(self, job_id: str, now: datetime) -> None:
@@ -331,6 +387,34 @@ class PolicyBook(Protocol):
 
 
 # --- delivery --------------------------------------------------------------------------------
+
+
+class DeliveryOutbox(Protocol):
+    """Finished jobs waiting to reach their adapter (the store implements it).
+
+    A job's outcome is delivered once per job by whichever process runs an adapter for
+    its platform: that process leases the job, hands the outcome to the adapter, and
+    marks it delivered. A crash between lease and mark delivers it again after the lease.
+    """
+
+    async def undelivered(self, platforms: Sequence[str], now: datetime, limit: int) -> list[Job]:
+        """Succeeded or failed, not delivered, not leased by a live process; oldest first."""
+        ...
+
+    async def lease_delivery(self, job_id: str, now: datetime, until: datetime) -> bool:
+        """Take the right to deliver until ``until``; False if delivered or leased."""
+        ...
+
+    async def mark_delivered(self, job_id: str, now: datetime) -> None: ...
+
+
+class Telemetry(Protocol):
+    """Where the core reports timings (Prometheus in :mod:`bot.ops.metrics`)."""
+
+    def provider_call(self, provider: str, outcome: str, seconds: float) -> None:
+        """One provider call ended: ``outcome`` is ``succeeded`` or the error code;
+        ``seconds`` from the first request to the result or error."""
+        ...
 
 
 class Delivery(Protocol):

@@ -58,6 +58,9 @@ class ReferenceImage(_Frozen):
         width: pixels after downscaling (longest side at most 2048).
         height: pixels after downscaling.
         source: where it came from, for people (file name or URL); never sent to a provider.
+        url: a public link a provider may fetch the original from (a Discord attachment
+            link), used for link-only providers when bananabot has no public URL of its own
+            to serve the cleaned bytes from; None for uploads, Slack files and CLI files.
     """
 
     media_key: str
@@ -65,6 +68,7 @@ class ReferenceImage(_Frozen):
     width: int
     height: int
     source: str = ""
+    url: str | None = None
 
 
 class ImageRequest(_Frozen):

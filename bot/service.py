@@ -106,15 +106,42 @@ class Submitted:
         return self.job.notices
 
 
-def _fits(request: ImageRequest, caps: ProviderCapabilities) -> bool:
-    """Whether a provider can take a request at all."""
-    return (
-        request.model in caps.models
-        and len(request.references) <= caps.max_references
-        # bananabot does not serve reference links yet: link-only providers take requests
-        # without references
-        and (caps.inline_references or not request.references)
-    )
+def unfit(
+    request: ImageRequest, tier: str, caps: ProviderCapabilities, links: bool
+) -> tuple[str, str] | None:
+    """Why a provider cannot take a request, as (field, reason), or None if it can.
+
+    Args:
+        request: the request after policy.
+        tier: its resolved resolution tier.
+        caps: the provider's capabilities.
+        links: bananabot can serve reference images as links (``BANANABOT_PUBLIC_URL``).
+    """
+    if request.model not in caps.models:
+        return "model", f"does not serve {request.model}"
+    if len(request.references) > caps.max_references:
+        return "references", f"takes at most {caps.max_references} reference images"
+    if (
+        request.references
+        and not caps.inline_references
+        and not links
+        and not all(ref.url for ref in request.references)
+    ):
+        return "references", (
+            "takes reference images only as links, and this bot has no public address to "
+            "serve them from (BANANABOT_PUBLIC_URL)"
+        )
+    if caps.max_results is not None and request.number_results > caps.max_results:
+        plural = "" if caps.max_results == 1 else "s"
+        return "number_results", f"makes at most {caps.max_results} image{plural} per request"
+    offered = caps.tiers.get(request.model)
+    if offered is not None and tier not in offered:
+        return "resolution", f"offers {', '.join(sorted(offered))}, not {tier}"
+    for name in sorted(caps.unsupported):
+        value = getattr(request, name)
+        if value is not None and value is not False:
+            return name, f"cannot take {name}"
+    return None
 
 
 class ImageService:
@@ -132,6 +159,9 @@ class ImageService:
         wake: called after a job is queued, to wake the workers.
         health: the providers' circuit breakers; providers with an open breaker are tried
             last when routing.
+        reference_links: the workers can give link-only providers (Runflow, Runbase) a
+            link to each reference image (``BANANABOT_PUBLIC_URL`` is set); without, such
+            providers take only requests whose references carry their own link.
         clock: the time source (UTC-aware).
     """
 
@@ -151,9 +181,11 @@ class ImageService:
         default_policy: ChannelPolicy,
         wake: Callable[[], None] = lambda: None,
         health: ProviderHealth | None = None,
+        reference_links: bool = False,
         clock: Clock = utcnow,
     ) -> None:
         self.catalog = catalog
+        self._links = reference_links
         self._jobs = jobs
         self._reader = reader
         self._ledger = ledger
@@ -207,14 +239,20 @@ class ImageService:
             raise InvalidRequest(
                 "provider", f"provider {preferred!r} is not configured", tuple(self._providers)
             )
+        tier = self.catalog.resolve_size(request).tier
+        reasons: list[tuple[str, str]] = []
         for name in candidates:
             assert name is not None
-            if _fits(request, self._providers[name]):
+            reason = unfit(request, tier, self._providers[name], self._links)
+            if reason is None:
                 return name
+            reasons.append((reason[0], f"{name} {reason[1]}"))
+        if not reasons:
+            raise InvalidRequest("provider", "no provider is configured", ())
         raise InvalidRequest(
-            "model",
-            f"no configured provider serves {request.model} with "
-            f"{len(request.references)} reference images",
+            reasons[0][0],
+            "no configured provider can take this request: "
+            + "; ".join(text for _field, text in reasons),
             self._routing,
         )
 
@@ -408,7 +446,7 @@ class ImageService:
         for name in self._healthy_first():
             if (
                 name == job.provider
-                or not _fits(job.request, self._providers[name])
+                or unfit(job.request, size.tier, self._providers[name], self._links) is not None
                 or self._estimate(job.request, size, name) > job.estimate_micros
             ):
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,11 +79,21 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), validation_alias=_env("BANANABOT_DATA_DIR"))
     web_host: str = Field("127.0.0.1", validation_alias=_env("BANANABOT_WEB_HOST"))
     web_port: int = Field(8080, ge=0, le=65535, validation_alias=_env("BANANABOT_WEB_PORT"))
+    public_url: str | None = Field(None, validation_alias=_env("BANANABOT_PUBLIC_URL"))
+    media_link_ttl: int = Field(
+        3600, ge=60, le=7 * 86_400, validation_alias=_env("BANANABOT_MEDIA_LINK_TTL")
+    )
+    media_link_secret: SecretStr | None = Field(
+        None, validation_alias=_env("BANANABOT_MEDIA_LINK_SECRET")
+    )
     safety_max_default: SafetyTolerance = Field(
         "none", validation_alias=_env("BANANABOT_SAFETY_MAX_DEFAULT")
     )
     force_check_content: bool = Field(False, validation_alias=_env("BANANABOT_FORCE_CHECK_CONTENT"))
     concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("BANANABOT_CONCURRENCY"))
+    worker_lease: float = Field(
+        60.0, ge=5, le=3600, validation_alias=_env("BANANABOT_WORKER_LEASE")
+    )
     sandbox_delay: float = Field(0.5, ge=0, le=60, validation_alias=_env("BANANABOT_SANDBOX_DELAY"))
     provider_deadline: float = Field(
         600.0, gt=0, validation_alias=_env("BANANABOT_PROVIDER_DEADLINE")
@@ -122,6 +133,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=_env("BANANABOT_LOG_LEVEL")
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=_env("BANANABOT_LOG_FORMAT")
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) address such as https://bot.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value.rstrip("/")
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 
 from bot.budgets import tightest
 from bot.catalog import Catalog
@@ -20,7 +22,9 @@ from bot.interfaces import (
     MediaStore,
     Provider,
     ReferenceData,
+    ReferenceLinks,
     TaskIdCallback,
+    Telemetry,
 )
 from bot.models import Done, Failed, Generating, Job, JobStatus, Queued, ResultImage
 from bot.service import Clock, utcnow
@@ -44,6 +48,13 @@ class Worker:
         idle_poll: seconds between claims when idle and not woken (other processes' jobs).
         position_interval: seconds between queue-position updates to adapters.
         health: the providers' circuit breakers (shared with routing).
+        links: makes time-limited links to reference images for providers that take
+            references only as URLs; without it such providers get the reference's own link
+            (a Discord attachment) or refuse.
+        telemetry: told how long each provider call took.
+        lease: seconds after which a running job nobody touched is taken over (several
+            processes on one store); None: one process owns the store, and every running
+            job found at start is taken over.
     """
 
     def __init__(
@@ -60,9 +71,16 @@ class Worker:
         idle_poll: float = 1.0,
         position_interval: float = 1.0,
         health: ProviderHealth | None = None,
+        links: ReferenceLinks | None = None,
+        telemetry: Telemetry | None = None,
+        lease: float | None = None,
         clock: Clock = utcnow,
     ) -> None:
+        self._telemetry = telemetry
+        self._lease = lease
+        self._running: set[str] = set()
         self._catalog = catalog
+        self._links = links
         self._jobs = jobs
         self._reader = reader
         self._ledger = ledger
@@ -94,34 +112,35 @@ class Worker:
         self._positions_dirty.set()
 
     async def run(self) -> None:
-        """Recover jobs left running by a previous process, then work until cancelled."""
+        """Recover jobs left running by a stopped process, then work until cancelled."""
         async with asyncio.TaskGroup() as group:
             await self.recover(group)
             for name in self._providers:
                 group.create_task(self._claim_loop(name, group), name=f"claim:{name}")
             group.create_task(self._position_loop(), name="positions")
+            if self._lease is not None:
+                group.create_task(self._lease_loop(group), name="leases")
 
     async def recover(self, group: asyncio.TaskGroup) -> None:
-        """Resume running jobs after a restart: poll those with a task id, requeue the rest.
+        """Take over running jobs whose worker stopped, and refund jobs nothing can run.
 
-        A job with a provider task id is never resubmitted (that could charge twice); one
-        without never reached its provider, so it goes back to the queue.
+        Which running jobs: with no lease (a single-process store, SQLite, whose file lock
+        keeps other processes out) every running job; with a lease (PostgreSQL, several
+        processes), those untouched for ``lease`` seconds: live workers touch theirs
+        every ``lease / 4`` seconds. What happens to each (the recovery rule):
+
+        - it has a provider task id and the provider can be polled (Runware, Runflow,
+          Runbase): polling resumes and the result is delivered; it is never resubmitted;
+        - it has a task id but the provider cannot be polled (the Gemini API answers in
+          the call that was cut off): it fails, is refunded in full, and the person is told
+          it was interrupted; resending could pay Google twice;
+        - it has no task id: the provider never received it (the id is stored before any
+          paid request), so it goes back to the queue and runs once;
+        - its provider is no longer configured: refunded, and the person told.
         """
-        for job in await self._reader.jobs_in_status(JobStatus.RUNNING.value, limit=100_000):
-            provider = self._providers.get(job.provider)
-            if provider is None:
-                await self._fail(
-                    job, "provider_unavailable", f"provider {job.provider} is not configured"
-                )
-            elif job.provider_task_id and provider.capabilities.resumable:
-                log.info("resuming job", extra={"job": job.id, "provider": job.provider})
-                group.create_task(self.run_job(job), name=f"job:{job.id}")
-            elif job.provider_task_id:
-                await self._fail(
-                    job, "provider_unavailable", "the job was interrupted and cannot be resumed"
-                )
-            else:
-                await self._reader.requeue(job.id, self._clock())
+        now = self._clock()
+        stale_before = now if self._lease is None else now - timedelta(seconds=self._lease)
+        await self._take_over_stale(group, stale_before)
         for job in await self._reader.jobs_in_status(JobStatus.QUEUED.value, limit=100_000):
             if job.provider not in self._providers:
                 # Its provider was removed from the configuration: refund rather than hold
@@ -130,6 +149,51 @@ class Worker:
                     job, "provider_unavailable", f"provider {job.provider} is not configured"
                 )
         self.wake()
+
+    async def _take_over_stale(self, group: asyncio.TaskGroup, stale_before: datetime) -> None:
+        for seen in await self._reader.jobs_in_status(JobStatus.RUNNING.value, limit=100_000):
+            if seen.id in self._running or seen.updated_at >= stale_before:
+                continue
+            job = await self._jobs.take_over(seen.id, self._clock(), stale_before)
+            if job is None:
+                continue  # it ended, or another process took it first
+            provider = self._providers.get(job.provider)
+            if provider is None:
+                await self._fail(
+                    job, "provider_unavailable", f"provider {job.provider} is not configured"
+                )
+            elif job.provider_task_id and provider.capabilities.resumable:
+                log.info("resuming job", extra={"job": job.id, "provider": job.provider})
+                self._running.add(job.id)
+                group.create_task(self.run_job(job), name=f"job:{job.id}")
+            elif job.provider_task_id:
+                await self._fail(
+                    job,
+                    "interrupted",
+                    "bananabot stopped while the provider was working on this job, and this "
+                    "provider's answer cannot be fetched again; nothing was charged",
+                )
+            else:
+                log.info("requeueing job", extra={"job": job.id, "provider": job.provider})
+                await self._reader.requeue(job.id, self._clock())
+
+    async def _lease_loop(self, group: asyncio.TaskGroup) -> None:
+        """Touch this process's running jobs every ``lease / 4`` s; every ``lease / 2`` s,
+        take over jobs whose process stopped touching them."""
+        assert self._lease is not None
+        beat = self._lease / 4
+        beats = 0
+        while True:
+            await asyncio.sleep(beat)
+            try:
+                await self._jobs.heartbeat(sorted(self._running), self._clock())
+                beats += 1
+                if beats % 2 == 0:
+                    stale = self._clock() - timedelta(seconds=self._lease)
+                    await self._take_over_stale(group, stale)
+                    self.wake()
+            except Exception:
+                log.exception("lease upkeep failed")
 
     async def _claim_loop(self, name: str, group: asyncio.TaskGroup) -> None:
         slots = asyncio.Semaphore(self._concurrency[name])
@@ -179,14 +243,27 @@ class Worker:
     async def run_job(self, job: Job) -> None:
         """Run one claimed job to a terminal state and deliver the outcome. Never raises
         (except cancellation, which leaves the job running for recovery)."""
+        self._running.add(job.id)
+        try:
+            await self._run_job(job)
+        finally:
+            self._running.discard(job.id)
+
+    async def _run_job(self, job: Job) -> None:
         provider = self._providers[job.provider]
         await self._delivery.on_update(Generating(job=job, provider=job.provider))
+        started = time.monotonic()
         try:
-            task = await self._task_for(job)
-            if job.provider_task_id:
-                result = await provider.resume(task, job.provider_task_id)
-            else:
-                result = await provider.generate(task, self._task_id_saver(job.id))
+            task = await self._task_for(job, provider)
+            try:
+                if job.provider_task_id:
+                    result = await provider.resume(task, job.provider_task_id)
+                else:
+                    result = await provider.generate(task, self._task_id_saver(job.id))
+            except BananabotError as exc:
+                self._observe(job.provider, exc.code, started)
+                raise
+            self._observe(job.provider, "succeeded", started)
             images = await self._store_images(job, result)
         except BananabotError as exc:
             log.warning(
@@ -234,18 +311,28 @@ class Worker:
             Done(job=done, images=tuple(images), budget_left=tightest(usage))
         )
 
+    def _observe(self, provider: str, outcome: str, started: float) -> None:
+        if self._telemetry is not None:
+            self._telemetry.provider_call(provider, outcome, time.monotonic() - started)
+
     def _task_id_saver(self, job_id: str) -> TaskIdCallback:
         async def save(task_id: str) -> None:
             await self._jobs.set_task_id(job_id, task_id, self._clock())
 
         return save
 
-    async def _task_for(self, job: Job) -> GenerationTask:
+    async def _task_for(self, job: Job, provider: Provider) -> GenerationTask:
+        """The provider's task; link-only providers get a link per reference: bananabot's
+        own (the cleaned bytes, for a limited time), else the reference's own link."""
         size = self._catalog.resolve_size(job.request)
+        needs_links = not provider.capabilities.inline_references
         references = []
         for ref in job.request.references:
             data = await self._media.get(ref.media_key)
-            references.append(ReferenceData(data, ref.mime_type, ref.width, ref.height))
+            url = None
+            if needs_links:
+                url = self._links.link(ref.media_key) if self._links is not None else ref.url
+            references.append(ReferenceData(data, ref.mime_type, ref.width, ref.height, url))
         return GenerationTask(job.id, job.request, size, tuple(references))
 
     async def _store_images(self, job: Job, result: GenerationResult) -> list[ResultImage]:

@@ -13,6 +13,7 @@ import pytest
 
 from bot.app import assemble_core
 from bot.catalog import Catalog, default_catalog
+from bot.delivery import DeliveryRouter
 from bot.interfaces import Provider
 from bot.media.store import FileMediaStore
 from bot.models import JobUpdate, Origin
@@ -57,6 +58,7 @@ class Core:
     worker: Worker
     recorder: Recorder
     providers: Mapping[str, Provider]
+    router: DeliveryRouter
 
 
 def origin(user: str = "alice", channel: str = "general", nsfw: bool = False) -> Origin:
@@ -96,7 +98,7 @@ async def core(tmp_path: Path, scripted: ScriptedProvider) -> AsyncIterator[Core
         )
         recorder = Recorder()
         router.register("test", recorder)
-        yield Core(catalog, store, media, service, worker, recorder, providers)
+        yield Core(catalog, store, media, service, worker, recorder, providers, router)
 
 
 @pytest.fixture

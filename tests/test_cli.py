@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from bot.cli import masked_url
 from bot.money import usd_to_micros
+from bot.storage import SqliteStore
 from tests.fakes.provider import png_bytes
 from tests.fakes.runware import RunwareEmulator
 
@@ -136,6 +138,28 @@ async def test_doctor_masks_secrets(tmp_path: Path) -> None:
     assert SECRET not in out + err
     assert "RUNWARE_API_KEY" in out and "(set, hidden)" in out
     assert "Providers in routing order: runware" in out
+
+
+def test_database_passwords_are_masked() -> None:
+    assert masked_url("postgresql://bot:hunter2@db.example.com:5432/bananabot") == (
+        "postgresql://bot:***@db.example.com:5432/bananabot"
+    )
+    assert masked_url("postgresql://bot@[::1]/b") == "postgresql://bot@[::1]/b"
+    assert masked_url("sqlite:///bananabot.db") == "sqlite:///bananabot.db"
+
+
+async def test_budget_commands_work_beside_a_running_bot(tmp_path: Path) -> None:
+    """SQLite serves one worker process; admin commands beside it are short transactions."""
+    env = env_for(tmp_path)
+    db = tmp_path / "cli.db"
+    async with SqliteStore(db) as holder:  # stands in for `bananabot run`
+        assert holder is not None
+        code, out, err = await bananabot(
+            "budget", "set", "workspace", "local", "--limit", "5", env=env, cwd=tmp_path
+        )
+        assert code == 0, out + err
+        code, out, err = await bananabot("imagine", "a red barn", env=env, cwd=tmp_path)
+        assert code == 3 and "another bananabot process" in err
 
 
 def seed_args(body: dict[str, Any], refs: list[Path]) -> list[str]:

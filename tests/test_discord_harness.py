@@ -74,6 +74,7 @@ class Bot:
     service: ImageService
     store: SqliteStore
     media: MediaStore
+    acks: list[float]
 
     async def imagine(self, options: Mapping[str, Any], **kwargs: Any) -> JSON:
         """Send ``/imagine`` and wait for its first (accepted) callback."""
@@ -187,6 +188,7 @@ async def running_bot(
     **overrides: Any,
 ) -> AsyncIterator[Bot]:
     settings = settings_for(fake, tmp_path, **overrides)
+    acks: list[float] = []
     async with _core(settings, custom_providers) as (service, worker, router, store, media):
         adapter = DiscordAdapter.from_settings(
             settings,
@@ -195,6 +197,7 @@ async def running_bot(
             guild_ready_timeout=0.05,
             progress_interval=progress_interval,
             message_content=message_content,
+            on_ack=acks.append,
         )
         router.register(adapter.platform, adapter)
         serving = asyncio.create_task(adapter.serve(), name="discord")
@@ -207,7 +210,7 @@ async def running_bot(
                 serving.result()
                 raise AssertionError("the adapter stopped before it was ready")
             assert adapter.client.connected.is_set(), "the adapter did not connect in 10 s"
-            bot = Bot(fake, adapter, service, store, media)
+            bot = Bot(fake, adapter, service, store, media, acks)
             if synced and not fake.commands_for(fake.guild.id):
                 await sync(bot)
             yield bot
@@ -253,5 +256,7 @@ async def test_connects_syncs_and_answers_imagine(fake: FakeDiscord, tmp_path: P
         payload = await bot.imagine({"prompt": "a banana on the moon"})
         message = await bot.result_of(payload["id"])
         assert len(message["attachments"]) == 1
+        # The defer was timed from the interaction's snowflake (for /metrics).
+        assert len(bot.acks) == 1 and 0.0 <= bot.acks[0] < 60.0
         body = body_of(original_patches(fake, payload)[-1])
         assert json.dumps(body["allowed_mentions"]) == json.dumps({"parse": []})

@@ -505,9 +505,7 @@ async def test_load_reference_from_bytes_and_file(
     tmp_path: Path, client: httpx.AsyncClient
 ) -> None:
     store = FileMediaStore(tmp_path / "media")
-    from_bytes = await load_reference(
-        make_image("WEBP", (3000, 1000)), client=client, media=store
-    )
+    from_bytes = await load_reference(make_image("WEBP", (3000, 1000)), client=client, media=store)
     assert (from_bytes.width, from_bytes.height) == (2048, 683)
     assert from_bytes.source == ""
     assert from_bytes.media_key.endswith(".jpg")

@@ -1,7 +1,10 @@
 """The Runbase provider against the local Runbase emulator (real HTTP on loopback).
 
-The behaviour list is shared with tests/test_provider_runflow.py (a contract suite to be),
-plus Runbase's documented limit: 20 requests per 10 s per key, create and poll together.
+What every provider must do (references, auth, 402, 429/5xx retries on create, deadline,
+safety, malformed answers, cancellation, resume) is in tests/test_provider_contract.py; here
+is what is Runbase's own: the four-field input, local refusals, 403/429 quota codes, a 429 on
+a poll, poll-side faults, and its documented limit: 20 requests per 10 s per key, create and
+poll together.
 The limiter tests run on an event loop whose clock runs 20x faster than the wall clock
 (aiolimiter, the emulator's window and every sleep use the loop's clock), so a 10 s
 window takes half a second.
@@ -21,6 +24,7 @@ import httpx
 import pytest
 from aiolimiter import AsyncLimiter
 from PIL import Image
+from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 
 from bot.catalog import ResolvedSize, default_catalog, validate
 from bot.errors import (
@@ -29,9 +33,7 @@ from bot.errors import (
     ProviderQuotaError,
     ProviderRateLimited,
     ProviderRejected,
-    ProviderTimeout,
     ProviderUnavailable,
-    SafetyBlocked,
 )
 from bot.interfaces import GenerationTask, ReferenceData
 from bot.models import ImageRequest, ReferenceImage
@@ -39,7 +41,7 @@ from bot.providers.runbase import RunbaseProvider, shared_limiter
 from bot.providers.runbase.translate import error_from_status
 from bot.providers.runbase.wire import ErrorBody, ErrorInfo
 from tests.fakes.provider import png_bytes
-from tests.fakes.runbase import SAFETY_BLOCK_MARKER, RunbaseEmulator
+from tests.fakes.runbase import RunbaseEmulator
 
 CATALOG = default_catalog()
 SPEED = 20.0
@@ -139,16 +141,6 @@ async def test_references_are_sent_as_links(
     assert result.cost_micros == 134_000, "costUsd is kept when Runbase reports it"
 
 
-async def test_a_reference_without_a_link_is_refused_before_anything_is_sent(
-    emulator: RunbaseEmulator, client: httpx.AsyncClient
-) -> None:
-    with pytest.raises(ProviderRejected, match="links") as refused:
-        await provider(emulator, client).generate(task(refs=(None,)), TaskIds(emulator))
-    assert refused.value.parameter == "references"
-    assert emulator.requests == [] and emulator.charges == []
-    assert RunbaseProvider.capabilities.inline_references is False
-
-
 @pytest.mark.parametrize(
     ("fields", "size", "parameter"),
     [
@@ -177,16 +169,9 @@ async def test_what_runbase_does_not_take_is_refused_locally(
 # -- errors -------------------------------------------------------------------------------------
 
 
-async def test_a_wrong_key_is_not_retried(
-    emulator: RunbaseEmulator, client: httpx.AsyncClient
-) -> None:
-    with pytest.raises(ProviderAuthError, match="invalid_api_key"):
-        await provider(emulator, client, api_key="wrong").generate(task(), TaskIds(emulator))
-    assert len(emulator.requests) == 1
-
-
-@pytest.mark.parametrize("flag", ["insufficient_balance", "spend_limit", "usage_exceeded"])
-async def test_no_credit_is_a_quota_error_and_not_retried(
+# 402 insufficient_balance is in the contract suite; these two are Runbase's own quota answers.
+@pytest.mark.parametrize("flag", ["spend_limit", "usage_exceeded"])
+async def test_a_spent_key_is_a_quota_error_and_not_retried(
     emulator: RunbaseEmulator, client: httpx.AsyncClient, flag: str
 ) -> None:
     setattr(emulator, flag, True)
@@ -205,14 +190,20 @@ async def test_a_body_runbase_rejects_is_not_retried(
     assert len(emulator.requests) == 1
 
 
-async def test_rate_limit_is_retried_after_retry_after(
+async def test_a_rate_limit_on_a_poll_is_retried_after_retry_after(
     emulator: RunbaseEmulator, client: httpx.AsyncClient
 ) -> None:
+    scheduled: list[RetryDetails] = []
+    saved = get_on_retry_hooks()
+    set_on_retry_hooks([scheduled.append])
     emulator.fail_next(429, retry_after=0.3, on="poll")
-    started = time.monotonic()
-    await provider(emulator, client).generate(task(), TaskIds(emulator))
-    assert time.monotonic() - started >= 1.0, "Retry-After: 1 (0.3 rounded up) was honoured"
-    assert len(emulator.charges) == 1
+    try:
+        await provider(emulator, client).generate(task(), TaskIds(emulator))
+    finally:
+        set_on_retry_hooks(saved)
+    assert [r.wait_for for r in scheduled] == [1.0], "Retry-After: 1 (0.3 rounded up) honoured"
+    assert isinstance(scheduled[0].caused_by, ProviderRateLimited)
+    assert len(emulator.charges) == 1 and creates(emulator) == 1
 
 
 async def test_server_errors_drops_and_hangs_are_retried_without_a_second_run(
@@ -247,30 +238,6 @@ async def test_a_refused_connection_is_unavailable_and_not_sent(
     assert failed.value.sent is False
 
 
-async def test_deadline_gives_a_timeout(
-    emulator: RunbaseEmulator, client: httpx.AsyncClient
-) -> None:
-    emulator.processing_delay = 30.0
-    with pytest.raises(ProviderTimeout):
-        await provider(emulator, client, deadline=0.3).generate(task(), TaskIds(emulator))
-
-
-async def test_a_safety_block_is_typed(
-    emulator: RunbaseEmulator, client: httpx.AsyncClient
-) -> None:
-    with pytest.raises(SafetyBlocked):
-        await provider(emulator, client).generate(task(SAFETY_BLOCK_MARKER), TaskIds(emulator))
-
-
-@pytest.mark.parametrize("on", ["create", "poll"])
-async def test_a_malformed_body_is_a_protocol_error(
-    emulator: RunbaseEmulator, client: httpx.AsyncClient, on: str
-) -> None:
-    emulator.fail_next("malformed", on=on)  # type: ignore[arg-type]
-    with pytest.raises(ProviderProtocolError):
-        await provider(emulator, client).generate(task(), TaskIds(emulator))
-
-
 @pytest.mark.parametrize(
     ("status", "code", "expected"),
     [
@@ -291,32 +258,7 @@ def test_http_errors_map_by_status_and_code(
     assert type(error) is expected and error.status == status
 
 
-# -- cancellation and resume ------------------------------------------------------------------
-
-
-async def test_cancelling_mid_poll_propagates_and_resume_finishes_the_same_run(
-    emulator: RunbaseEmulator, client: httpx.AsyncClient
-) -> None:
-    emulator.processing_polls = 10_000
-    ids = TaskIds(emulator)
-    before = asyncio.all_tasks()
-    job = asyncio.create_task(provider(emulator, client).generate(task(), ids))
-    while not emulator.polls:
-        await asyncio.sleep(0.01)
-    job.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await job
-    stray = [
-        t
-        for t in asyncio.all_tasks() - before
-        if not t.done() and t is not asyncio.current_task()
-        if "aiohttp" not in getattr(getattr(t.get_coro(), "cr_code", None), "co_filename", "")
-    ]
-    assert stray == []
-    emulator.state[ids.ids[0]].polls_needed = 0
-    result = await provider(emulator, client).resume(task(), ids.ids[0])
-    assert len(result.images) == 1
-    assert len(emulator.runs) == 1 and len(emulator.charges) == 1 and creates(emulator) == 1
+# -- resume ----------------------------------------------------------------------------------
 
 
 async def test_resume_never_creates_a_run(

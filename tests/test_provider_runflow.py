@@ -1,13 +1,14 @@
 """The Runflow provider against the local Runflow emulator (real HTTP on loopback).
 
-The behaviour list is shared with tests/test_provider_runbase.py (a contract suite to be).
+What every provider must do (references, auth, quota, 429/5xx retries, deadline, safety,
+malformed answers, cancellation, resume) is in tests/test_provider_contract.py; here is what
+is Runflow's own: run input translation, the ``/edit`` models, local refusals, 422 details,
+poll-side faults, failure codes, callback signatures and the emulator's own rules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,6 @@ from bot.errors import (
     ProviderQuotaError,
     ProviderRateLimited,
     ProviderRejected,
-    ProviderTimeout,
     ProviderUnavailable,
     SafetyBlocked,
 )
@@ -32,7 +32,7 @@ from bot.providers.runflow import RunflowProvider, verify_signature
 from bot.providers.runflow.translate import error_from_run, error_from_status
 from bot.providers.runflow.wire import ErrorBody, Run
 from tests.fakes.provider import png_bytes
-from tests.fakes.runflow import NSFW_MARKER, SAFETY_BLOCK_MARKER, RunflowEmulator
+from tests.fakes.runflow import NSFW_MARKER, RunflowEmulator
 
 CATALOG = default_catalog()
 
@@ -152,18 +152,6 @@ async def test_references_are_sent_as_links_to_the_edit_model(
     assert "aspect_ratio" not in data, "without a ratio the model follows the reference"
 
 
-async def test_a_reference_without_a_link_is_refused_before_anything_is_sent(
-    emulator: RunflowEmulator, client: httpx.AsyncClient
-) -> None:
-    with pytest.raises(ProviderRejected, match="links") as refused:
-        await provider(emulator, client).generate(
-            task(refs=(emulator.reference_url(), None)), TaskIds(emulator)
-        )
-    assert refused.value.parameter == "references"
-    assert emulator.requests == [] and emulator.charges == []
-    assert RunflowProvider.capabilities.inline_references is False
-
-
 @pytest.mark.parametrize(
     ("fields", "size", "parameter"),
     [
@@ -190,23 +178,6 @@ async def test_what_runflow_does_not_take_is_refused_locally(
 # -- errors -------------------------------------------------------------------------------------
 
 
-async def test_a_wrong_key_is_not_retried(
-    emulator: RunflowEmulator, client: httpx.AsyncClient
-) -> None:
-    with pytest.raises(ProviderAuthError):
-        await provider(emulator, client, api_key="wrong").generate(task(), TaskIds(emulator))
-    assert len(emulator.requests) == 1
-
-
-async def test_no_credit_is_not_retried(
-    emulator: RunflowEmulator, client: httpx.AsyncClient
-) -> None:
-    emulator.insufficient_credit = True
-    with pytest.raises(ProviderQuotaError):
-        await provider(emulator, client).generate(task(), TaskIds(emulator))
-    assert len(emulator.requests) == 1 and emulator.charges == []
-
-
 async def test_a_body_runflow_rejects_is_not_retried_and_names_the_field(
     emulator: RunflowEmulator, client: httpx.AsyncClient
 ) -> None:
@@ -216,16 +187,6 @@ async def test_a_body_runflow_rejects_is_not_retried_and_names_the_field(
         await misrouted.generate(task(thinking="HIGH"), TaskIds(emulator))
     assert (rejected.value.status, rejected.value.parameter) == (422, "input.thinking_level")
     assert len(emulator.requests) == 1 and emulator.charges == []
-
-
-async def test_rate_limit_is_retried_after_retry_after(
-    emulator: RunflowEmulator, client: httpx.AsyncClient
-) -> None:
-    emulator.fail_next(429, retry_after=0.3, on="create")
-    started = time.monotonic()
-    await provider(emulator, client).generate(task(), TaskIds(emulator))
-    assert time.monotonic() - started >= 1.0, "Retry-After: 1 (0.3 rounded up) was honoured"
-    assert len(creates(emulator)) == 2 and len(emulator.charges) == 1
 
 
 async def test_server_errors_drops_and_hangs_are_retried_without_a_second_run(
@@ -260,58 +221,7 @@ async def test_a_refused_connection_is_unavailable_and_not_sent(
     assert failed.value.sent is False
 
 
-async def test_deadline_gives_a_timeout(
-    emulator: RunflowEmulator, client: httpx.AsyncClient
-) -> None:
-    emulator.processing_delay = 30.0
-    with pytest.raises(ProviderTimeout):
-        await provider(emulator, client, deadline=0.3).generate(task(), TaskIds(emulator))
-
-
-async def test_a_safety_block_is_typed(
-    emulator: RunflowEmulator, client: httpx.AsyncClient
-) -> None:
-    with pytest.raises(SafetyBlocked):
-        await provider(emulator, client).generate(
-            task(f"a {SAFETY_BLOCK_MARKER} prompt"), TaskIds(emulator)
-        )
-
-
-@pytest.mark.parametrize("on", ["create", "poll"])
-async def test_a_malformed_body_is_a_protocol_error(
-    emulator: RunflowEmulator, client: httpx.AsyncClient, on: str
-) -> None:
-    emulator.fail_next("malformed", on=on)  # type: ignore[arg-type]
-    with pytest.raises(ProviderProtocolError):
-        await provider(emulator, client).generate(task(), TaskIds(emulator))
-
-
-# -- cancellation and resume ------------------------------------------------------------------
-
-
-async def test_cancelling_mid_poll_propagates_and_resume_finishes_the_same_run(
-    emulator: RunflowEmulator, client: httpx.AsyncClient
-) -> None:
-    emulator.processing_polls = 10_000
-    ids = TaskIds(emulator)
-    before = asyncio.all_tasks()
-    job = asyncio.create_task(provider(emulator, client).generate(task(), ids))
-    while not emulator.polls:
-        await asyncio.sleep(0.01)
-    job.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await job
-    stray = [
-        t
-        for t in asyncio.all_tasks() - before
-        if not t.done() and t is not asyncio.current_task()
-        if "aiohttp" not in getattr(getattr(t.get_coro(), "cr_code", None), "co_filename", "")
-    ]
-    assert stray == [], "only aiohttp's own server tasks may remain"
-    emulator.state[ids.ids[0]].polls_needed = 0
-    result = await provider(emulator, client).resume(task(), ids.ids[0])
-    assert len(result.images) == 1
-    assert len(emulator.runs) == 1 and len(emulator.charges) == 1 and len(creates(emulator)) == 1
+# -- resume ----------------------------------------------------------------------------------
 
 
 async def test_resume_never_creates_a_run(

@@ -149,6 +149,7 @@ async def running_slack(
             admins=admins,
             progress_interval=0.05,
             image_retry_delays=image_retry_delays,
+            on_ack=lambda seconds: app.metrics.ack("slack", seconds),
         )
         app.router.register(adapter.platform, adapter)
         worker = asyncio.create_task(app.worker.run(), name="worker")

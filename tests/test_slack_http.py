@@ -12,7 +12,13 @@ import pytest
 
 from bot.models import JobStatus
 from tests.fakes.slack import FakeSlack
-from tests.test_slack_harness import action_ids, block_types, button_values, running_slack
+from tests.test_slack_harness import (
+    Stack,
+    action_ids,
+    block_types,
+    button_values,
+    running_slack,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -21,6 +27,14 @@ pytestmark = pytest.mark.timeout(30)
 async def fake() -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as f:
         yield f
+
+
+def acks_observed(stack: Stack, platform: str) -> float:
+    """How many acknowledgements ``bananabot_ack_seconds`` has counted for ``platform``."""
+    value = stack.app.metrics.registry.get_sample_value(
+        "bananabot_ack_seconds_count", {"platform": platform}
+    )
+    return value or 0.0
 
 
 async def test_imagine_acks_then_uploads_and_posts_the_result_with_buttons(
@@ -33,6 +47,8 @@ async def test_imagine_acks_then_uploads_and_posts_the_result_with_buttons(
         ack = response.json()
         assert ack["text"].startswith("⏳ Queued: *a lighthouse at dusk*")
         assert ack.get("response_type", "ephemeral") == "ephemeral"
+        # The ack was timed for /metrics (bolt still injected every listener argument).
+        assert acks_observed(stack, "slack") == 1
 
         message = await stack.result(fake.channel.id)
         [job] = await stack.jobs(fake.user.id)
@@ -166,6 +182,7 @@ async def test_socket_mode_imagine(fake: FakeSlack, tmp_path: Path) -> None:
         ack = await fake.wait_socket_ack(envelope)
         assert ack.latency < 3.0 and ack.payload is not None
         assert ack.payload["text"].startswith("⏳ Queued: *a red kite*")
+        assert acks_observed(stack, "slack") == 1
         message = await stack.result(fake.channel.id)
         [job] = await stack.jobs(fake.user.id)
         assert job.idempotency_key == f"slack:cmd:{payload['trigger_id']}"

@@ -125,9 +125,9 @@ class EventStream:
             if line.startswith(":"):
                 self.comments.append(line[1:].strip())
             elif line.startswith("event: "):
-                name = line[len("event: "):]
+                name = line[len("event: ") :]
             elif line.startswith("data: "):
-                data = line[len("data: "):]
+                data = line[len("data: ") :]
             elif not line and data:
                 self.events.append((name, json.loads(data)))
                 name, data = "message", ""
@@ -153,8 +153,13 @@ def imagine_form(prompt: str = "a banana on the moon", **fields: str) -> aiohttp
     form = aiohttp.FormData(default_to_multipart=True)  # as a browser's FormData
     form.add_field("request_id", fields.pop("request_id", str(uuid.uuid4())))
     form.add_field("prompt", prompt)
-    for name, value in {"model": "nano-banana-2", "aspect_ratio": "16:9", "resolution": "1K",
-                        "n": "1", **fields}.items():
+    for name, value in {
+        "model": "nano-banana-2",
+        "aspect_ratio": "16:9",
+        "resolution": "1K",
+        "n": "1",
+        **fields,
+    }.items():
         form.add_field(name, value)
     return form
 
@@ -167,7 +172,11 @@ async def submit(http: aiohttp.ClientSession, base: str, form: aiohttp.FormData)
 
 
 async def act(
-    http: aiohttp.ClientSession, base: str, job_id: str, action: str, index: int = 0,
+    http: aiohttp.ClientSession,
+    base: str,
+    job_id: str,
+    action: str,
+    index: int = 0,
     **body: str,
 ) -> dict[str, Any]:
     payload = {"request_id": str(uuid.uuid4()), **body}
@@ -203,10 +212,12 @@ async def test_imagine_with_references_streams_progress_and_serves_the_image(
 
         async with EventStream(http, run.base).open() as stream:
             form = imagine_form()
-            form.add_field("ref", png(64, 48, (200, 30, 30)), filename="red.png",
-                           content_type="image/png")
-            form.add_field("ref", png(40, 40, (30, 30, 200)), filename="blue.png",
-                           content_type="image/png")
+            form.add_field(
+                "ref", png(64, 48, (200, 30, 30)), filename="red.png", content_type="image/png"
+            )
+            form.add_field(
+                "ref", png(40, 40, (30, 30, 200)), filename="blue.png", content_type="image/png"
+            )
             answer = await submit(http, run.base, form)
             job_id = answer["job"]["id"]
             assert answer["estimate"] == "$0.06951"  # $0.06895 + 2 x $0.00028
@@ -258,11 +269,15 @@ async def test_vary_upscale_and_edit_make_child_jobs(tmp_path: Path) -> None:
             upscale_done = (await stream.wait_for(upscale["id"], "done"))["job"]
             assert upscale_done["images"][0]["can_upscale"] is False
 
-            edit = (await act(http, run.base, parent["id"], "edit",
-                              instruction="make the moon pink"))["job"]
+            edit = (
+                await act(http, run.base, parent["id"], "edit", instruction="make the moon pink")
+            )["job"]
             assert edit["prompt"] == "make the moon pink"
             assert (edit["resolution"], edit["aspect_ratio"], edit["references"]) == (
-                "1K", "16:9", 1)
+                "1K",
+                "16:9",
+                1,
+            )
             await stream.wait_for(edit["id"], "done")
 
         stored, _ = await run.app.service.job(upscale["id"])
@@ -276,8 +291,9 @@ async def test_vary_upscale_and_edit_make_child_jobs(tmp_path: Path) -> None:
             body = await response.json()
         assert response.status == 400
         assert body["error"]["field"] == "resolution" and "already 4K" in body["error"]["message"]
-        async with http.post(f"{run.base}/api/jobs/{parent['id']}/edit/0",
-                              json={"instruction": "  "}) as response:
+        async with http.post(
+            f"{run.base}/api/jobs/{parent['id']}/edit/0", json={"instruction": "  "}
+        ) as response:
             assert response.status == 400
             assert (await response.json())["error"]["field"] == "prompt"
         async with http.post(f"{run.base}/api/jobs/{parent['id']}/vary/3", json={}) as response:
@@ -317,8 +333,13 @@ async def test_bad_size_is_refused_naming_the_field_and_allowed_values(tmp_path:
 
 async def test_over_budget_is_402_with_the_reason_and_charges_nothing(tmp_path: Path) -> None:
     async with running_playground(tmp_path, worker=False) as run, client() as http:
-        cap = BudgetCap(scope=CapScope.USER, workspace_id="local", scope_id="local",
-                        period=Period.DAY, limit_micros=50_000)
+        cap = BudgetCap(
+            scope=CapScope.USER,
+            workspace_id="local",
+            scope_id="local",
+            period=Period.DAY,
+            limit_micros=50_000,
+        )
         await run.app.store.set_cap(cap, datetime.now(UTC))
         before = await run.app.store.ledger_totals()
 
@@ -357,11 +378,17 @@ async def test_the_same_request_id_twice_makes_one_job(tmp_path: Path) -> None:
         assert totals == {"reserve": 68_950}
         job, _ = await run.app.service.job(first["job"]["id"])
         assert job.idempotency_key == f"web:{request_id}"
-        assert (job.origin.platform, job.origin.workspace_id, job.origin.channel_id,
-                job.origin.user_id, job.origin.channel_nsfw) == (
-            "web", "local", "playground", "local", False)
-        assert job.origin.reply_handle == http.cookie_jar.filter_cookies(
-            URL(run.base))["bb_session"].value
+        assert (
+            job.origin.platform,
+            job.origin.workspace_id,
+            job.origin.channel_id,
+            job.origin.user_id,
+            job.origin.channel_nsfw,
+        ) == ("web", "local", "playground", "local", False)
+        assert (
+            job.origin.reply_handle
+            == http.cookie_jar.filter_cookies(URL(run.base))["bb_session"].value
+        )
 
         async with http.get(f"{run.base}/api/budget") as response:
             assert (await response.json())["caps"] == []
@@ -374,8 +401,16 @@ async def test_withheld_and_unknown_media_are_not_found(tmp_path: Path) -> None:
         assert await run.app.store.claim("sandbox", now, job_id) is not None
         stored = await run.app.media.put_image(png(1376, 768, (10, 120, 10)))
         images = [
-            ResultImage(job_id=job_id, index=i, media_key=stored.key, mime_type=stored.mime_type,
-                        width=stored.width, height=stored.height, nsfw=i == 0, withheld=i == 0)
+            ResultImage(
+                job_id=job_id,
+                index=i,
+                media_key=stored.key,
+                mime_type=stored.mime_type,
+                width=stored.width,
+                height=stored.height,
+                nsfw=i == 0,
+                withheld=i == 0,
+            )
             for i in range(2)
         ]
         await run.app.store.finish(job_id, images, 68_950, now)
@@ -383,7 +418,9 @@ async def test_withheld_and_unknown_media_are_not_found(tmp_path: Path) -> None:
         async with http.get(f"{run.base}/api/jobs/{job_id}") as response:
             view = await response.json()
         assert [(i["withheld"], i["url"]) for i in view["images"]] == [
-            (True, None), (False, f"/media/{job_id}/1")]
+            (True, None),
+            (False, f"/media/{job_id}/1"),
+        ]
         async with http.get(f"{run.base}/media/{job_id}/0") as response:
             assert response.status == 404
             assert response.content_type == "application/json"
@@ -400,8 +437,11 @@ async def test_withheld_and_unknown_media_are_not_found(tmp_path: Path) -> None:
 
 async def test_cross_origin_and_foreign_host_requests_are_refused(tmp_path: Path) -> None:
     async with running_playground(tmp_path, worker=False) as run, client() as http:
-        for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
-                        {"Origin": "null"}):
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Origin": "null"},
+        ):
             async with http.post(
                 f"{run.base}/api/imagine", data=imagine_form(), headers=headers
             ) as response:
@@ -411,12 +451,14 @@ async def test_cross_origin_and_foreign_host_requests_are_refused(tmp_path: Path
             assert (await response.json())["jobs"] == []
 
         same = {"Origin": run.base, "Sec-Fetch-Site": "same-origin"}
-        async with http.post(f"{run.base}/api/imagine", data=imagine_form(),
-                             headers=same) as response:
+        async with http.post(
+            f"{run.base}/api/imagine", data=imagine_form(), headers=same
+        ) as response:
             assert response.status == 202
         # DNS rebinding: a foreign name that resolves to 127.0.0.1 is not the playground.
-        async with http.get(f"{run.base}/api/history",
-                            headers={"Host": "evil.example:8080"}) as response:
+        async with http.get(
+            f"{run.base}/api/history", headers={"Host": "evil.example:8080"}
+        ) as response:
             assert response.status == 403
 
 
@@ -449,16 +491,21 @@ async def test_upload_limits_are_clear(tmp_path: Path) -> None:
     async with running_playground(tmp_path, worker=False) as run, client() as http:
         form = imagine_form()
         for i in range(15):
-            form.add_field("ref", png(8, 8, (i, i, i)), filename=f"{i}.png",
-                           content_type="image/png")
+            form.add_field(
+                "ref", png(8, 8, (i, i, i)), filename=f"{i}.png", content_type="image/png"
+            )
         async with http.post(f"{run.base}/api/imagine", data=form) as response:
             body = await response.json()
         assert response.status == 400
         assert body["error"]["field"] == "references" and "14" in body["error"]["message"]
 
         form = imagine_form()
-        form.add_field("ref", BytesIO(b"\0" * (20 * 1024 * 1024 + 1)), filename="huge.png",
-                       content_type="image/png")
+        form.add_field(
+            "ref",
+            BytesIO(b"\0" * (20 * 1024 * 1024 + 1)),
+            filename="huge.png",
+            content_type="image/png",
+        )
         async with http.post(f"{run.base}/api/imagine", data=form) as response:
             body = await response.json()
         assert response.status == 400
@@ -529,14 +576,25 @@ async def test_event_hub_drops_the_oldest_and_replays_after_last_event_id() -> N
 def test_a_failed_update_carries_the_failure_text() -> None:
     now = datetime.now(UTC)
     job = Job(
-        id="abc", origin=Origin(platform="web", workspace_id="local", channel_id="playground",
-                                user_id="local", reply_handle="s"),
-        request=ImageRequest(prompt="a banana"), provider="runware", status="failed",
-        estimate_micros=68_950, error_code="safety_blocked", error_message="blocked",
-        idempotency_key="web:x", created_at=now, updated_at=now,
+        id="abc",
+        origin=Origin(
+            platform="web",
+            workspace_id="local",
+            channel_id="playground",
+            user_id="local",
+            reply_handle="s",
+        ),
+        request=ImageRequest(prompt="a banana"),
+        provider="runware",
+        status="failed",
+        estimate_micros=68_950,
+        error_code="safety_blocked",
+        error_message="blocked",
+        idempotency_key="web:x",
+        created_at=now,
+        updated_at=now,
     )
-    update = Failed(job=job, error_code="safety_blocked", message="blocked",
-                    refunded_micros=68_950)
+    update = Failed(job=job, error_code="safety_blocked", message="blocked", refunded_micros=68_950)
     event = event_view(default_catalog(), update)
     assert event.type == "failed"
     assert event.error == (

@@ -20,12 +20,21 @@ from playwright.sync_api import Page, expect, sync_playwright
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
     "--disable-background-networking",
 ]
 PROVIDER_KEYS = (
-    "RUNWARE_API_KEY", "RUNFLOW_API_KEY", "RUNBASE_API_KEY", "GEMINI_API_KEY",
-    "DISCORD_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
+    "RUNWARE_API_KEY",
+    "RUNFLOW_API_KEY",
+    "RUNBASE_API_KEY",
+    "GEMINI_API_KEY",
+    "DISCORD_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
 )
 LISTENING = re.compile(r"playground on (http://\S+/)")
 
@@ -52,8 +61,10 @@ class Server:
 def bot_env(tmp_path: Path) -> dict[str, str]:
     """The parent's environment without provider keys or bananabot settings, plus ours."""
     env = {
-        name: value for name, value in os.environ.items()
-        if name not in PROVIDER_KEYS and not name.startswith("BANANABOT_")
+        name: value
+        for name, value in os.environ.items()
+        if name not in PROVIDER_KEYS
+        and not name.startswith("BANANABOT_")
         and name != "DATABASE_URL"
     }
     env.update(
@@ -74,8 +85,12 @@ def bananabot_run(tmp_path: Path) -> Iterator[Server]:
     server = Server(env=bot_env(tmp_path))
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run"],
-        cwd=tmp_path, env=server.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=server.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     listening = threading.Event()
 
@@ -113,14 +128,18 @@ def set_cap(env: dict[str, str], cwd: Path, dollars: str) -> None:
     """``bananabot budget set user local --limit <dollars>`` against the running server's DB."""
     subprocess.run(
         [sys.executable, "-m", "bot.cli", "budget", "set", "user", "local", "--limit", dollars],
-        cwd=cwd, env=env, check=True, capture_output=True, timeout=30,
+        cwd=cwd,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
 
 
 def options(page: Page, test_id: str) -> list[str]:
     """The option values of a select."""
-    values: list[str] = page.get_by_test_id(test_id).locator("option").evaluate_all(
-        "els => els.map(e => e.value)"
+    values: list[str] = (
+        page.get_by_test_id(test_id).locator("option").evaluate_all("els => els.map(e => e.value)")
     )
     return values
 
@@ -133,7 +152,8 @@ def wait_images_loaded(page: Page, count: int) -> None:
             const images = [...document.querySelectorAll('[data-testid=result-image]')];
             return images.length === n && images.every(i => i.complete && i.naturalWidth > 0);
         }""",
-        arg=count, timeout=20_000,
+        arg=count,
+        timeout=20_000,
     )
 
 

@@ -134,6 +134,8 @@ class DiscordAdapter:
         message_content: request the privileged Message Content intent.
         progress_interval: seconds between progress edits of one job.
         guild_ready_timeout: seconds discord.py waits for guilds before ``on_ready``.
+        on_ack: told each acknowledgement's latency in seconds, from the interaction's
+            creation (its snowflake time, Discord's clock) to Discord accepting the ack.
     """
 
     platform: Final = PLATFORM
@@ -152,6 +154,7 @@ class DiscordAdapter:
         progress_interval: float = 2.0,
         guild_ready_timeout: float = 2.0,
         clock: Callable[[], float] = time.time,
+        on_ack: Callable[[float], None] | None = None,
     ) -> None:
         self._token = token
         self._api_url = api_url
@@ -167,7 +170,7 @@ class DiscordAdapter:
         self.delivery = DiscordDelivery(
             poster=poster, catalog=catalog, media=media, progress_interval=progress_interval
         )
-        self.flows = Flows(service=service, delivery=self.delivery, clock=clock)
+        self.flows = Flows(service=service, delivery=self.delivery, clock=clock, on_ack=on_ack)
         self.client.install(
             self.flows,
             catalog,
@@ -188,6 +191,7 @@ class DiscordAdapter:
         message_content: bool | None = None,
         progress_interval: float = 2.0,
         guild_ready_timeout: float = 2.0,
+        on_ack: Callable[[float], None] | None = None,
     ) -> DiscordAdapter:
         """The adapter as ``DISCORD_*`` and ``BANANABOT_DISCORD_*`` configure it.
 
@@ -209,6 +213,7 @@ class DiscordAdapter:
             ),
             progress_interval=progress_interval,
             guild_ready_timeout=guild_ready_timeout,
+            on_ack=on_ack,
         )
 
     async def on_update(self, update: JobUpdate) -> None:

@@ -69,6 +69,7 @@ class Flows:
         delivery: posts results and refusals.
         download_timeout: seconds to download one reference image.
         clock: Unix time.
+        on_ack: told each ack's latency, seconds since the interaction was created.
     """
 
     def __init__(
@@ -78,7 +79,9 @@ class Flows:
         delivery: DiscordDelivery,
         download_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        on_ack: Callable[[float], None] | None = None,
     ) -> None:
+        self._on_ack = on_ack
         self._service = service
         self._delivery = delivery
         self._download_timeout = download_timeout
@@ -119,6 +122,7 @@ class Flows:
         self._acking += 1
         try:
             response = await interaction.response.defer(thinking=True)
+            self._acked_after(interaction)
         finally:
             self._acking -= 1
             if not self._acking:
@@ -132,11 +136,18 @@ class Flows:
                     await self._acked.wait()
         return self.handle_for(interaction, response)
 
-    @staticmethod
-    async def _refuse_now(interaction: discord.Interaction[Any], error: BananabotError) -> None:
+    def _acked_after(self, interaction: discord.Interaction[Any]) -> None:
+        if self._on_ack is not None:
+            age = discord.utils.utcnow() - interaction.created_at
+            self._on_ack(max(0.0, age.total_seconds()))
+
+    async def _refuse_now(
+        self, interaction: discord.Interaction[Any], error: BananabotError
+    ) -> None:
         await interaction.response.send_message(
             f"⚠️ {describe_error(error)}", ephemeral=True, allowed_mentions=_NONE
         )
+        self._acked_after(interaction)
 
     async def _refuse(self, handle: ReplyHandle, error: BananabotError) -> None:
         level = logging.INFO if isinstance(error, UserInputError) else logging.ERROR
@@ -151,7 +162,10 @@ class Flows:
             raise ReferenceImageError(
                 f"{attachment.filename} could not be downloaded", index
             ) from exc
-        return await self._service.load_reference(data, index)
+        reference = await self._service.load_reference(data, index)
+        # Link-only providers (Runflow, Runbase) may fetch the attachment itself when the
+        # bot has no public address to serve the cleaned copy from.
+        return reference.model_copy(update={"url": attachment.url})
 
     async def _submit(
         self,

@@ -79,7 +79,9 @@ _EDIT_MODAL_RE: Final = re.compile(
     r"bb:editmodal:(?P<job>[A-Za-z0-9_-]{1,40}):(?P<index>[0-9]{1,2})"
 )
 _IMAGINE_MODAL_RE: Final = re.compile(r"bb:imaginemodal:(?P<message>[0-9]{1,20})")
-_MENTION_RE: Final = re.compile(r"<@!?(\d+)>")
+_MENTION_RE: Final = re.compile(r"<@!?([0-9]{1,20})>")
+"""A user mention; snowflakes are at most 20 ASCII digits (``int()`` of any longer run of
+digits is refused above 4300 of them)."""
 _IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 _IMAGE_EXTENSIONS: Final = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
@@ -252,11 +254,19 @@ def imagine_fields(
     count: int | None = None,
     safety: str | None = None,
 ) -> dict[str, object]:
-    """``/imagine`` options as input for :func:`bot.models.parse_request` (None = default)."""
+    """``/imagine`` options as input for :func:`bot.models.parse_request` (None = default).
+
+    Values are passed on as given (a value of the wrong type is refused by
+    :func:`bot.models.parse_request` with :class:`bot.errors.InvalidRequest`, naming the
+    field); only a text aspect ratio is stripped.
+    """
     fields: dict[str, object] = {"prompt": prompt}
+    ratio: object = aspect_ratio
+    if isinstance(ratio, str):
+        ratio = ratio.strip() if ratio else None
     optional: dict[str, object | None] = {
         "model": model,
-        "aspect_ratio": aspect_ratio.strip() if aspect_ratio else None,
+        "aspect_ratio": ratio,
         "resolution": resolution,
         "seed": seed,
         "number_results": count,

@@ -65,6 +65,7 @@ class SlackAdapter:
         progress_interval: seconds between status-message updates of one job.
         image_retry_delays: seconds between attempts to show a just-uploaded image.
         http_timeout: seconds for one Web API call or file download.
+        on_ack: told each acknowledgement's latency in seconds (metrics).
 
     Attributes:
         started: set once the adapter listens (HTTP) or is connected (Socket Mode).
@@ -93,6 +94,7 @@ class SlackAdapter:
         image_retry_delays: Sequence[float] = IMAGE_RETRY_DELAYS,
         http_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        on_ack: Callable[[float], None] | None = None,
     ) -> None:
         if not bot_token:
             raise ConfigurationError("SLACK_BOT_TOKEN is not set")
@@ -136,6 +138,7 @@ class SlackAdapter:
             catalog=service.catalog,
             tasks=self.tasks,
             clock=clock,
+            on_ack=on_ack,
         )
         self.app = build_bolt_app(
             self.client, None if app_token else signing_secret, self.listeners
@@ -148,6 +151,7 @@ class SlackAdapter:
         *,
         service: ImageService,
         media: MediaStore,
+        on_ack: Callable[[float], None] | None = None,
     ) -> SlackAdapter:
         """The adapter as ``SLACK_*`` and ``BANANABOT_SLACK_HOST`` / ``_PORT`` / ``_ADMINS``
         configure it.
@@ -170,6 +174,7 @@ class SlackAdapter:
             port=settings.slack_port,
             admins=settings.slack_admins,
             http_timeout=min(settings.http_timeout, 30.0),
+            on_ack=on_ack,
         )
 
     @property

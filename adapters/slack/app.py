@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from slack_bolt.async_app import AsyncApp
@@ -175,6 +176,7 @@ class Listeners:
         poster: Slack output (``views.open``, ``response_url``).
         catalog: the model catalog (validation inside the ack).
         tasks: where the work after an ack runs.
+        on_ack: told each acknowledgement's latency, seconds from the listener's start.
     """
 
     def __init__(
@@ -186,7 +188,9 @@ class Listeners:
         catalog: Catalog,
         tasks: TaskSet,
         clock: Callable[[], float] = time.time,
+        on_ack: Callable[[float], None] | None = None,
     ) -> None:
+        self._on_ack = on_ack
         self._flows = flows
         self._admin = admin
         self._poster = poster
@@ -196,13 +200,39 @@ class Listeners:
         self.seen = Seen()
 
     def install(self, app: AsyncApp) -> None:
-        app.command("/imagine")(self.imagine)
-        app.command(re.compile(r"^/imagine-(budget|policy|usage)$"))(self.admin_command)
-        app.event("app_mention")(self.on_mention)
-        app.event("message")(self.on_message)
-        app.action(re.compile(r"^bb_(vary|upscale)$"))(self.on_button)
-        app.action("bb_edit")(self.on_edit)
-        app.view(EDIT_CALLBACK)(self.on_edit_submit)
+        timed = self._timed
+        app.command("/imagine")(timed(self.imagine))
+        app.command(re.compile(r"^/imagine-(budget|policy|usage)$"))(timed(self.admin_command))
+        app.event("app_mention")(timed(self.on_mention))
+        app.event("message")(timed(self.on_message))
+        app.action(re.compile(r"^bb_(vary|upscale)$"))(timed(self.on_button))
+        app.action("bb_edit")(timed(self.on_edit))
+        app.view(EDIT_CALLBACK)(timed(self.on_edit_submit))
+
+    def _timed(self, listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """``listener`` with its ``ack`` timed from the listener's start to the ack's return
+        (reported to ``on_ack``, seconds). Bolt reads the argument names through
+        ``__wrapped__``, so it injects the same arguments as before."""
+        on_ack = self._on_ack
+        if on_ack is None:
+            return listener
+
+        @functools.wraps(listener)
+        async def timed(**kwargs: Any) -> None:
+            started = time.monotonic()
+            ack = kwargs.get("ack")
+            if ack is not None:
+
+                async def timed_ack(*args: Any, **options: Any) -> Any:
+                    try:
+                        return await ack(*args, **options)
+                    finally:
+                        on_ack(time.monotonic() - started)
+
+                kwargs["ack"] = timed_ack
+            await listener(**kwargs)
+
+        return timed
 
     def _command_place(self, command: Mapping[str, Any]) -> Place:
         return Place(

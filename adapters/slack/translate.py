@@ -255,7 +255,10 @@ def result_ref(blocks: Sequence[object]) -> ActionRef | None:
     for block in blocks:
         if not isinstance(block, Mapping) or block.get("type") != "actions":
             continue
-        for element in block.get("elements") or ():
+        elements = block.get("elements")
+        if not isinstance(elements, Sequence) or isinstance(elements, str):
+            continue  # Block Kit sends a list; anything else names no button
+        for element in elements:
             if isinstance(element, Mapping):
                 ref = parse_action(str(element.get("action_id", "")), str(element.get("value", "")))
                 if ref is not None:

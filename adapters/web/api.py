@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -148,8 +147,11 @@ class PlaygroundApi:
         )
         log.info(
             "playground submit",
-            extra={"job": submitted.job.id, "new_job": submitted.created,
-                   "references": len(references)},
+            extra={
+                "job": submitted.job.id,
+                "new_job": submitted.created,
+                "references": len(references),
+            },
         )
         return json_response(
             submit_view(self._service.catalog, submitted), 202 if submitted.created else 200
@@ -276,7 +278,9 @@ async def _act_body(request: web.Request) -> _ActBody:
     if not raw.strip():
         return _ActBody()
     try:
-        return _ActBody.model_validate(json.loads(raw))
+        # pydantic's own parser: a deeply nested body is a ValidationError, not a
+        # RecursionError as with json.loads.
+        return _ActBody.model_validate_json(raw)
     except (ValueError, ValidationError) as exc:
         raise InvalidRequest(
             "request", "the body must be JSON with request_id and instruction", ()

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -52,6 +53,7 @@ SECURITY_HEADERS: Final = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 
+
 def _valid_session(value: str | None) -> bool:
     return value is not None and 22 <= len(value) <= 64 and set(value) <= _SESSION_ID
 
@@ -80,6 +82,9 @@ class WebPlayground:
         user_id: the person every playground job belongs to.
         ping_interval: seconds between keep-alive comments on a quiet event stream.
         shutdown_timeout: seconds open requests get to finish when the server stops.
+        extra_routes: routes served beside the playground's, outside its guard (the
+            operations routes ``/healthz``, ``/metrics`` and ``/media/<token>``, which
+            monitoring and providers reach under other host names).
 
     Attributes:
         started: set once the server listens.
@@ -98,7 +103,10 @@ class WebPlayground:
         *,
         ping_interval: float = 15.0,
         shutdown_timeout: float = 5.0,
+        extra_routes: Sequence[web.RouteDef] = (),
     ) -> None:
+        self._extra_routes = tuple(extra_routes)
+        self._open_handlers = frozenset(route.handler for route in self._extra_routes)
         self.host = host
         self.port = port
         self.user_id = user_id
@@ -107,7 +115,10 @@ class WebPlayground:
         self._shutdown_timeout = shutdown_timeout
         self._hub = SessionHub()
         self._api = PlaygroundApi(
-            service=service, media=media, hub=self._hub, user_id=user_id,
+            service=service,
+            media=media,
+            hub=self._hub,
+            user_id=user_id,
             ping_interval=ping_interval,
         )
         self._allowed_hosts: frozenset[str] | None = None
@@ -131,9 +142,15 @@ class WebPlayground:
         """The aiohttp application: pages, static files, JSON API, events and media."""
         app = web.Application(middlewares=[self._middleware()], client_max_size=1024**2)
         app.router.add_get("/", self._index)
-        app.router.add_get("/healthz", self._healthz)
+        if self._extra_routes:
+            app.router.add_routes(self._extra_routes)
+        else:
+            app.router.add_get("/healthz", self._healthz)
         app.router.add_static(
-            "/static/", STATIC_DIR, show_index=False, follow_symlinks=False,
+            "/static/",
+            STATIC_DIR,
+            show_index=False,
+            follow_symlinks=False,
         )
         app.router.add_routes(self._api.routes())
         app.on_response_prepare.append(self._on_prepare)
@@ -168,8 +185,12 @@ class WebPlayground:
         """Host headers accepted on a loopback address (defeats DNS rebinding); None = any."""
         if not _is_loopback(self.host):
             return None
-        names = {"localhost", "127.0.0.1", "[::1]", self.host if ":" not in self.host
-                 else f"[{self.host}]"}
+        names = {
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            self.host if ":" not in self.host else f"[{self.host}]",
+        }
         return frozenset({f"{name}:{port}" for name in names} | (names if port == 80 else set()))
 
     # --- plumbing -------------------------------------------------------------------------
@@ -177,13 +198,15 @@ class WebPlayground:
     def _middleware(self) -> Middleware:
         @web.middleware
         async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.match_info.handler in self._open_handlers:
+                return await handler(request)
             refused = self._refusal(request)
             if refused is not None:
                 return refused
             cookie = request.cookies.get(SESSION_COOKIE)
             request[_NEW_SESSION] = not _valid_session(cookie)
-            request[SESSION] = cookie if cookie and _valid_session(cookie) else (
-                secrets.token_urlsafe(24)
+            request[SESSION] = (
+                cookie if cookie and _valid_session(cookie) else (secrets.token_urlsafe(24))
             )
             api = request.path.startswith(("/api/", "/media/"))
             try:

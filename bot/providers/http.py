@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 import stamina
@@ -20,6 +20,8 @@ from bot.errors import (
 )
 
 __all__ = [
+    "CREATE_REFUSALS",
+    "call_rest",
     "deadline",
     "download_image",
     "parse_retry_after",
@@ -60,6 +62,11 @@ def read_model(response: httpx.Response, model: type[M], *, provider: str) -> M:
         ) from exc
 
 
+CREATE_REFUSALS: Final = frozenset({429, *range(500, 600)})
+"""Answers to a create that prove no run exists, where the provider assigns the run id in
+its answer (Runflow, Runbase): the job may go to another provider."""
+
+
 def retry_hook(exc: Exception) -> bool | float:
     """stamina hook: retry rate limits, 5xx and connection errors; wait ``retry_after``
     seconds when the provider said how long (shared/reference/reliability-security-perf.md
@@ -70,37 +77,60 @@ def retry_hook(exc: Exception) -> bool | float:
 
 
 async def with_retries(
-    once: Callable[[], Awaitable[T]], *, attempts: int, retry_budget: float
+    once: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    retry_budget: float,
+    refused_statuses: Collection[int] = (),
 ) -> T:
     """Call ``once`` until it succeeds, retrying per :func:`retry_hook`.
 
-    ``ProviderUnavailable.sent`` stays False only when *no* try reached the provider, so a
-    caller may treat the call as never made (and route the job elsewhere) only then.
+    The error raised at the end says whether the provider may have accepted the work:
+    ``ProviderUnavailable.sent`` is False only when no try could have been accepted, so a
+    caller may treat the call as never made (and route the job elsewhere) only then. A try
+    could not have been accepted when it never reached the provider (connection refused),
+    or when it was answered with one of ``refused_statuses``.
 
     Args:
         attempts: tries at most.
         retry_budget: seconds for all tries, waits included.
+        refused_statuses: HTTP statuses that prove a *create* was refused, not accepted
+            (429 for every provider; 5xx too where the provider assigns the run id in its
+            answer, so no run exists without one). Leave empty for polls.
 
     Raises:
-        ProviderError: the last try's error.
+        ProviderError: the last try's error; a refusal in ``refused_statuses`` with no try
+            possibly accepted becomes ``ProviderUnavailable(sent=False)``.
     """
-    reached = False
-    async for attempt in stamina.retry_context(
-        on=retry_hook, attempts=attempts, timeout=retry_budget
-    ):
-        with attempt:
-            try:
-                return await once()
-            except ProviderUnavailable as exc:
-                if exc.sent:
-                    reached = True
-                elif reached:
-                    exc.sent = True
-                raise
-            except ProviderError:
-                reached = True
-                raise
+    accepted = False  # some try may have been accepted by the provider
+    try:
+        async for attempt in stamina.retry_context(
+            on=retry_hook, attempts=attempts, timeout=retry_budget
+        ):
+            with attempt:
+                try:
+                    return await once()
+                except ProviderError as exc:
+                    refused = exc.status in refused_statuses
+                    unsent = isinstance(exc, ProviderUnavailable) and not exc.sent
+                    accepted = accepted or not (unsent or refused)
+                    if isinstance(exc, ProviderUnavailable):
+                        exc.sent = accepted or (exc.sent and not refused)
+                    raise
+    except ProviderError as exc:
+        # Only retryable refusals (rate limits, outages); a 429 meaning "quota used up"
+        # (Runbase USAGE_EXCEEDED) stays a quota error the operator must see.
+        retryable = isinstance(exc, ProviderRateLimited | ProviderUnavailable)
+        if retryable and not accepted and exc.status in refused_statuses:
+            raise _unsent(exc) from exc
+        raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _unsent(exc: ProviderError) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        exc.provider, exc.message, exc.status, getattr(exc, "retry_after", None), sent=False
+    )
 
 
 async def download_image(
@@ -158,6 +188,47 @@ async def send(
         raise ProviderUnavailable(
             provider, f"{provider} connection failed ({type(exc).__name__})"
         ) from exc
+
+
+E = TypeVar("E", bound=BaseModel)
+
+
+async def call_rest(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    provider: str,
+    api_key: str,
+    body: dict[str, Any] | None,
+    answer: type[M],
+    error_body: type[E],
+    error_from_status: Callable[[int, E | None, float | None], ProviderError],
+) -> M:
+    """One bearer-authenticated JSON call (Runflow, Runbase): the answer as ``answer``, or
+    the typed error ``error_from_status`` makes of a non-2xx status, its parsed error body
+    (None if unreadable) and its ``Retry-After`` seconds.
+
+    Raises:
+        ProviderError: from ``send``, ``error_from_status`` or ``read_model``.
+    """
+    response = await send(
+        client,
+        method,
+        url,
+        provider=provider,
+        json=body,
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+    if response.status_code >= 400:
+        try:
+            error: E | None = error_body.model_validate_json(response.content)
+        except ValidationError:
+            error = None
+        raise error_from_status(
+            response.status_code, error, parse_retry_after(response.headers.get("Retry-After"))
+        )
+    return read_model(response, answer, provider=provider)
 
 
 @asynccontextmanager

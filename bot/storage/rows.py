@@ -1,27 +1,41 @@
-"""Rows of the SQLite schema to and from the core's values; times as sortable UTC text."""
+"""Rows of the store's tables to and from the core's values.
+
+Both backends share these: SQLite rows hold times as sortable UTC text and flags as 0/1,
+PostgreSQL rows hold ``timestamptz`` (decoded as UTC-aware datetimes) and booleans; JSON
+columns arrive as text from both.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-
-import aiosqlite
+from typing import Any, Protocol
 
 from bot.budgets import BudgetCap, CapScope, Period
 from bot.models import ImageRequest, Job, JobAction, JobStatus, Origin, ResultImage
 
-__all__ = ["cap_from_row", "dt", "job_from_row", "result_from_row", "ts"]
+__all__ = ["Row", "cap_from_row", "dt", "job_from_row", "result_from_row", "ts"]
+
+
+class Row(Protocol):
+    """A database row read by column name (``aiosqlite.Row``, ``asyncpg.Record``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def ts(value: datetime) -> str:
+    """A time as SQLite stores it: UTC text ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (sorts as time)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def dt(value: str | datetime) -> datetime:
+    """A stored time (SQLite text or a PostgreSQL datetime) as a UTC-aware datetime."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(value)
 
 
-def job_from_row(row: aiosqlite.Row) -> Job:
+def job_from_row(row: Row) -> Job:
     return Job(
         id=row["id"],
         origin=Origin.model_validate_json(row["origin_json"]),
@@ -43,7 +57,7 @@ def job_from_row(row: aiosqlite.Row) -> Job:
     )
 
 
-def result_from_row(row: aiosqlite.Row) -> ResultImage:
+def result_from_row(row: Row) -> ResultImage:
     return ResultImage(
         job_id=row["job_id"],
         index=row["idx"],
@@ -59,7 +73,7 @@ def result_from_row(row: aiosqlite.Row) -> ResultImage:
     )
 
 
-def cap_from_row(row: aiosqlite.Row) -> BudgetCap:
+def cap_from_row(row: Row) -> BudgetCap:
     return BudgetCap(
         scope=CapScope(row["scope"]),
         workspace_id=row["workspace_id"],

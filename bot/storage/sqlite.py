@@ -4,13 +4,20 @@ Correctness under concurrency follows shared/reference/reliability-security-perf
 every write is one ``BEGIN IMMEDIATE`` transaction on the single writer connection (so a
 reservation's check and insert cannot interleave with another's), readers use their own
 connection in WAL mode, and the ledger is append-only (triggers refuse UPDATE and DELETE).
+
+One process at a time: :meth:`SqliteStore.open` takes an exclusive ``flock`` on the sidecar
+``<file>.lock`` and refuses to open while another process (or another open store in this
+process) holds it. Several processes share one PostgreSQL database instead
+(:mod:`bot.storage.postgres`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -21,8 +28,8 @@ from typing import Any
 import aiosqlite
 
 from bot.budgets import BudgetCap, CapScope, CapUsage, Period, first_exceeded, period_bounds
-from bot.errors import NotFound
-from bot.interfaces import EnqueueResult
+from bot.errors import ConfigurationError, NotFound
+from bot.interfaces import EnqueueResult, JobStat
 from bot.models import Job, Origin, ResultImage
 from bot.policy import ChannelPolicy
 from bot.storage.rows import cap_from_row, dt, job_from_row, result_from_row, ts
@@ -69,15 +76,23 @@ class SqliteStore:
 
     Args:
         path: the database file (``":memory:"`` is not supported: two connections share it).
-        busy_timeout: seconds a connection waits for another process's lock.
+        busy_timeout: seconds a connection waits for another connection's write lock.
+        exclusive: hold the process lock (``<file>.lock``) while open, so a second process
+            cannot open the same file. Only a short-lived tool that must run beside the
+            serving process (and knows SQLite then serialises the two) passes False.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 10.0, exclusive: bool = True
+    ) -> None:
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._busy_ms = int(busy_timeout * 1000)
+        self._exclusive = exclusive
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._lock_fd: int | None = None
 
     async def __aenter__(self) -> SqliteStore:
         await self.open()
@@ -87,18 +102,57 @@ class SqliteStore:
         await self.close()
 
     async def open(self) -> None:
-        """Connect, switch to WAL, and apply pending migrations."""
+        """Take the process lock, connect, switch to WAL, and apply pending migrations.
+
+        Raises:
+            ConfigurationError: another process (or another open store in this process)
+                is using the file; nothing is left open.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._writer.execute("PRAGMA journal_mode=WAL")
-        await self._migrate(self._writer)
-        self._reader = await self._connect()
+        if self._exclusive:
+            self._lock_fd = self._take_process_lock()
+        try:
+            self._writer = await self._connect()
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._migrate(self._writer)
+            self._reader = await self._connect()
+        except BaseException:
+            await self.close()
+            raise
+
+    def _take_process_lock(self) -> int:
+        """Open ``<file>.lock`` and take a non-blocking exclusive ``flock`` on it; the fd.
+
+        The lock belongs to the open file description, so the kernel drops it when the
+        process dies, however it dies; the file itself is left in place (removing it would
+        let two processes lock two different files of one name).
+        """
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigurationError(
+                f"another bananabot process is already using {self.path.resolve()}; SQLite "
+                "serves one process at a time: stop the other process, or use PostgreSQL "
+                "(DATABASE_URL=postgresql://...) to run several"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+        """Close both connections and release the process lock; safe to call twice."""
+        try:
+            for conn in (self._reader, self._writer):
+                if conn is not None:
+                    await conn.close()
+        finally:
+            self._reader = self._writer = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # closing the only fd releases the flock
+                self._lock_fd = None
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -225,6 +279,67 @@ class SqliteStore:
                                 {only} ORDER BY fair_round, seq LIMIT 1)
                    RETURNING *""",
                 args,
+            )
+        return job_from_row(row) if row is not None else None
+
+    async def undelivered(self, platforms: Sequence[str], now: datetime, limit: int) -> list[Job]:
+        """Succeeded or failed jobs of ``platforms`` not yet delivered, oldest first,
+        leaving out those another process is delivering (lease not yet expired)."""
+        if not platforms:
+            return []
+        marks = ",".join("?" * len(platforms))
+        rows = await _all(
+            self._r,
+            f"""SELECT * FROM jobs WHERE delivered_at IS NULL AND platform IN ({marks})
+                AND status IN ('succeeded', 'failed')
+                AND (delivery_lease_until IS NULL OR delivery_lease_until < ?)
+                ORDER BY seq LIMIT ?""",
+            (*platforms, ts(now), limit),
+        )
+        return [job_from_row(row) for row in rows]
+
+    async def lease_delivery(self, job_id: str, now: datetime, until: datetime) -> bool:
+        """Take the right to deliver a finished job until ``until``; False if it is
+        delivered or another process holds an unexpired lease."""
+        async with self._write(transaction=False) as db:
+            row = await _one(
+                db,
+                """UPDATE jobs SET delivery_lease_until = ?
+                   WHERE id = ? AND delivered_at IS NULL
+                   AND (delivery_lease_until IS NULL OR delivery_lease_until < ?)
+                   RETURNING id""",
+                (ts(until), job_id, ts(now)),
+            )
+        return row is not None
+
+    async def mark_delivered(self, job_id: str, now: datetime) -> None:
+        """Record that a finished job's outcome reached its adapter."""
+        async with self._write(transaction=False) as db:
+            await db.execute(
+                "UPDATE jobs SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+                (ts(now), job_id),
+            )
+
+    async def heartbeat(self, job_ids: Sequence[str], now: datetime) -> None:
+        """Touch running jobs this process works (``updated_at`` = ``now``)."""
+        if not job_ids:
+            return
+        marks = ",".join("?" * len(job_ids))
+        async with self._write(transaction=False) as db:
+            await db.execute(
+                f"UPDATE jobs SET updated_at = ? WHERE status = 'running' AND id IN ({marks})",
+                (ts(now), *job_ids),
+            )
+
+    async def take_over(self, job_id: str, now: datetime, stale_before: datetime) -> Job | None:
+        """Take a running job last touched before ``stale_before``; None if it ended or is
+        fresh. (One process per file: the lock makes this a formality here.)"""
+        async with self._write(transaction=False) as db:
+            row = await _one(
+                db,
+                """UPDATE jobs SET updated_at = ?
+                   WHERE id = ? AND status = 'running' AND updated_at < ? RETURNING *""",
+                (ts(now), job_id, ts(stale_before)),
             )
         return job_from_row(row) if row is not None else None
 
@@ -390,6 +505,16 @@ class SqliteStore:
             self._r, "SELECT * FROM jobs WHERE status = ? ORDER BY seq LIMIT ?", (status, limit)
         )
         return [job_from_row(row) for row in rows]
+
+    async def job_stats(self) -> list[JobStat]:
+        """Jobs per (status, provider) with their settled cost, micro-dollars (for metrics)."""
+        rows = await _all(
+            self._r,
+            """SELECT status, provider, COUNT(*), COALESCE(SUM(cost_micros), 0)
+               FROM jobs GROUP BY status, provider ORDER BY status, provider""",
+            (),
+        )
+        return [JobStat(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     async def recent_jobs(self, workspace_id: str, user_id: str, limit: int) -> list[Job]:
         """A person's latest jobs, newest first."""

@@ -2,8 +2,10 @@
 
 aiohttp on 127.0.0.1 (port 0), provider-apis.md §4: ``POST /v1beta/models/{m}:generateContent``
 with ``x-goog-api-key``. No key: 403; a wrong key: 400 ``API_KEY_INVALID`` (as Google answers);
-unknown model: 404; unknown fields, bad ``imageSize``/``aspectRatio``, over 14 images, int32
-overflow, bad enums: 400 ``INVALID_ARGUMENT``. Answers carry real PNGs (base64 inline) at the
+a project without billing (``billing_disabled``): 400 ``FAILED_PRECONDITION`` (the Gemini API's
+"out of credit": image models have no free tier, §4.7); unknown model: 404; unknown fields,
+bad ``imageSize``/``aspectRatio``, over 14 images, int32 overflow, bad enums: 400
+``INVALID_ARGUMENT``. Answers carry real PNGs (base64 inline) at the
 catalog's pixel size for model, tier and ratio (none: the first reference's, else 1:1), mixed
 with a thought text, an interim thought image, a ``thoughtSignature`` and a closing text.
 """
@@ -88,6 +90,10 @@ _GENERATION: Final = set(
     + _names("maxOutputTokens thinkingConfig stopSequences")
 )
 _NO_KEY: Final = "Method doesn't allow unregistered callers (callers without identity)."
+_NO_BILLING: Final = (
+    "Gemini API free tier is not available in your country. "
+    "Please enable billing on your project in Google AI Studio."
+)
 _KEY_INVALID: Final = {
     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
     "reason": "API_KEY_INVALID",
@@ -96,9 +102,16 @@ _KEY_INVALID: Final = {
 
 
 class _Invalid(Exception):
-    def __init__(self, status: int, message: str, details: Iterable[dict[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: Iterable[dict[str, Any]] = (),
+        name: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.details = status, message, list(details)
+        self.name = name or _STATUS_NAMES.get(status, "UNKNOWN")
 
 
 @dataclass(frozen=True)
@@ -160,12 +173,15 @@ class GeminiEmulator:
         images_made: images generated (what Google would bill).
         faults: pending :class:`Fault` s, consumed first to last.
         denied_keys: keys answered 403 ``PERMISSION_DENIED`` (valid but not allowed).
+        billing_disabled: while True, calls with a valid key answer 400
+            ``FAILED_PRECONDITION`` (no billing on the project) and nothing is generated.
     """
 
     def __init__(self, api_key: str = "test-key", *, host: str = "127.0.0.1") -> None:
         self.api_key = api_key
         self.host = host
         self.denied_keys: set[str] = set()
+        self.billing_disabled = False
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self.calls = 0
@@ -230,7 +246,7 @@ class GeminiEmulator:
         try:
             return await self._generate(request, body, raw)
         except _Invalid as exc:
-            return self._error(exc.status, exc.message, exc.details)
+            return self._error(exc.status, exc.message, exc.details, exc.name)
 
     async def _generate(self, request: web.Request, body: Any, raw: bytes) -> web.StreamResponse:
         version, _, rest = request.path.strip("/").partition("/models/")
@@ -243,6 +259,8 @@ class GeminiEmulator:
         if key != self.api_key:
             raise _Invalid(400, "API key not valid. Please pass a valid API key.", [_KEY_INVALID])
         self.calls += 1
+        if self.billing_disabled:
+            raise _Invalid(400, _NO_BILLING, name="FAILED_PRECONDITION")
         fault = self.faults.pop(0) if self.faults else Fault("hang")  # none: a 0 s hang
         if fault.kind == "status":
             retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo"}
@@ -252,7 +270,8 @@ class GeminiEmulator:
             return web.Response(text=fault.body, content_type="application/json")
         if fault.seconds:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), fault.seconds)
+                async with asyncio.timeout(fault.seconds):  # waits in the handler's own task
+                    await self._closing.wait()
         name = MODELS.get(model)
         if name is None:
             raise _Invalid(404, f"models/{model} is not found for API version {version}.")
@@ -263,8 +282,9 @@ class GeminiEmulator:
             request.transport.abort()
         return web.json_response(answer)
 
-    def _error(self, status: int, message: str, details: list[dict[str, Any]]) -> web.Response:
-        name = _STATUS_NAMES.get(status, "UNKNOWN")
+    def _error(
+        self, status: int, message: str, details: list[dict[str, Any]], name: str
+    ) -> web.Response:
         error = {"code": status, "message": message, "status": name, "details": details}
         return web.json_response({"error": error}, status=status)
 

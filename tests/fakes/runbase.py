@@ -72,9 +72,10 @@ class RecordedRequest:
 class Fault:
     """One injected failure for the next API request matching ``on`` (create, poll, any).
 
-    ``status``: an error body; ``malformed``: HTTP 200 that is no run; ``drop``: connection
-    closed; ``hang``: answer after ``seconds``. ``process_first`` handles the request before
-    dropping or hanging, like an answer lost on its way back.
+    ``status``: an error body; ``malformed``: HTTP 200 that is no run (``body`` verbatim, by
+    default ``{"unexpected": true}``); ``drop``: connection closed; ``hang``: answer after
+    ``seconds``. ``process_first`` handles the request before dropping or hanging, like an
+    answer lost on its way back.
     """
 
     kind: Literal["status", "malformed", "drop", "hang"]
@@ -84,6 +85,7 @@ class Fault:
     seconds: float = 0.0
     process_first: bool = False
     on: Target | None = None
+    body: str = '{"unexpected": true}'
 
 
 @dataclass
@@ -127,7 +129,8 @@ class LoopbackEmulator:
     """Shared machinery of the run-API emulators; subclasses add routes and error bodies.
 
     Injection: :meth:`fail_next`; ``processing_polls`` (polls answered
-    not-ready first) and ``processing_delay`` (slow mode, loop seconds). Recording:
+    not-ready first) and ``processing_delay`` (slow mode, loop seconds), ended for existing
+    runs by :meth:`release_all`. Recording:
     ``requests`` (API calls), :attr:`runs`, ``polls`` (id -> count), :attr:`charges`,
     ``downloads`` (file GETs: their Authorization header).
     """
@@ -236,16 +239,26 @@ class LoopbackEmulator:
         seconds: float = 0.0,
         process_first: bool = False,
         on: Target | None = None,
+        body: str | None = None,
     ) -> None:
         """The next ``count`` requests matching ``on`` answer HTTP ``fault`` (429: Retry-After
-        1 s unless given), or get a ``malformed`` 200, a ``drop`` or a ``hang`` of ``seconds``."""
+        1 s unless given), or get a ``malformed`` 200 (``body`` verbatim when given), a
+        ``drop`` or a ``hang`` of ``seconds``."""
         if fault == 429 and retry_after is None:
             retry_after = 1.0
         kind = "status" if isinstance(fault, int) else fault
         status = fault if isinstance(fault, int) else 0
+        extra = {} if body is None else {"body": body}
         self.faults += [
-            Fault(kind, status, code, retry_after, seconds, process_first, on) for _ in range(count)
+            Fault(kind, status, code, retry_after, seconds, process_first, on, **extra)
+            for _ in range(count)
         ]
+
+    def release_all(self) -> None:
+        """Let every run created so far finish at its next poll (ends slow mode for them)."""
+        for run in self.state.values():
+            run.ready_at = 0.0
+            run.polls_needed = 0
 
     # -- request handling ------------------------------------------------------------------------
 
@@ -272,7 +285,7 @@ class LoopbackEmulator:
                 code = fault.code or self.default_codes.get(fault.status, "error")
                 return self.error(fault.status, code, f"Injected HTTP {fault.status}.", **extra)
             if fault.kind == "malformed":
-                return web.json_response({"unexpected": True})
+                return web.Response(text=fault.body, content_type="application/json")
         if fault is not None and not fault.process_first:
             if fault.kind == "drop":
                 return self._drop(request)
@@ -310,7 +323,8 @@ class LoopbackEmulator:
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
+            async with asyncio.timeout(seconds):  # waits in the handler's own task
+                await self._closing.wait()
 
     @staticmethod
     def _drop(request: web.Request) -> web.Response:

@@ -7,8 +7,8 @@ provider-apis.md §1 and the seed pages (seeds/000 Nano Banana Pro, seeds/001 Na
 * ``imageInference`` validated by :mod:`tests.fakes.runware_rules` (size tables, unknown
   fields, prompt length, references ...), answered ``sync`` or ``async`` + ``getResponse``;
 * real images drawn with Pillow, served at ``GET /image/<imageUUID>.<ext>``;
-* failure injection (HTTP statuses, dropped connections, hangs, safety blocks, 402) and
-  recording (requests, tasks, polls, charges) for assertions.
+* failure injection (HTTP statuses, dropped connections, hangs, malformed bodies, safety
+  blocks, 402) and recording (requests, tasks, polls, charges) for assertions.
 
 Usage::
 
@@ -151,7 +151,8 @@ class Fault:
 
     Attributes:
         kind: ``"status"`` (answer ``status`` with an errors envelope), ``"drop"`` (close the
-            connection without an answer) or ``"hang"`` (wait ``seconds`` before answering).
+            connection without an answer), ``"hang"`` (wait ``seconds`` before answering) or
+            ``"malformed"`` (answer HTTP 200 with ``body`` verbatim; nothing is processed).
         status: HTTP status for ``"status"`` faults.
         code: Runware error code; defaults by status (429 ``rateLimitExceeded`` ...).
         message: Error message.
@@ -159,9 +160,10 @@ class Fault:
         seconds: How long a ``"hang"`` lasts.
         process_first: For drop/hang: handle the request (create the task) before failing.
         task_type: Only requests carrying a task of this taskType consume the fault.
+        body: The raw answer of a ``"malformed"`` fault.
     """
 
-    kind: Literal["status", "drop", "hang"]
+    kind: Literal["status", "drop", "hang", "malformed"]
     status: int = 500
     code: str | None = None
     message: str | None = None
@@ -169,6 +171,7 @@ class Fault:
     seconds: float = 0.0
     process_first: bool = False
     task_type: str | None = None
+    body: str = ""
 
 
 @dataclass
@@ -278,6 +281,8 @@ class RunwareEmulator:
           (429 carries ``Retry-After``).
         * :meth:`drop_next` - next N POSTs get their connection closed without an answer.
         * :meth:`hang_next` - next N POSTs wait before answering (client timeout tests).
+        * :meth:`malformed_next` - next N POSTs get HTTP 200 with a given (broken) body.
+        * :meth:`release_all` - tasks created so far finish at their next poll.
         * ``insufficient_credits`` - while True, imageInference answers 402
           ``insufficientCredits`` and creates nothing.
         * ``processing_delay`` / ``processing_polls`` - how long async tasks stay processing.
@@ -452,6 +457,18 @@ class RunwareEmulator:
                 Fault("hang", seconds=seconds, process_first=process_first, task_type=task_type)
             )
 
+    def malformed_next(self, body: str, count: int = 1, *, task_type: str | None = None) -> None:
+        """Answer the next ``count`` matching POSTs HTTP 200 with ``body`` verbatim (invalid
+        JSON, or JSON that is not Runware's envelope); the request is not processed."""
+        for _ in range(count):
+            self.faults.append(Fault("malformed", body=body, task_type=task_type))
+
+    def release_all(self) -> None:
+        """Let every created task finish at its next ``getResponse`` (ends slow mode for them)."""
+        for task in self._state.values():
+            task.ready_at = 0.0
+            task.polls_needed = 0
+
     def _take_fault(self, body: Any) -> Fault | None:
         tasks = body if isinstance(body, list) else []
         types = {task.get("taskType") for task in tasks if isinstance(task, dict)}
@@ -463,7 +480,8 @@ class RunwareEmulator:
     async def _pause(self, seconds: float) -> None:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), seconds)
+                async with asyncio.timeout(seconds):  # waits in the handler's own task
+                    await self._closing.wait()
 
     # -- HTTP handlers ---------------------------------------------------------------------
 
@@ -490,6 +508,8 @@ class RunwareEmulator:
         fault = self._take_fault(body)
         if fault is not None and fault.kind == "status":
             return self._fault_response(fault, body)
+        if fault is not None and fault.kind == "malformed":
+            return web.Response(text=fault.body, content_type="application/json")
         if fault is not None and not fault.process_first:
             if fault.kind == "drop":
                 return self._drop(request)

@@ -65,6 +65,13 @@ _SDK_SWITCHES = {
 }
 
 
+def _refused(error: ProviderError) -> bool:
+    """The call certainly made nothing: rate limited, or it never reached Google."""
+    return isinstance(error, ProviderRateLimited) or (
+        isinstance(error, ProviderUnavailable) and not error.sent
+    )
+
+
 class GeminiProvider:
     """Nano Banana Pro / Nano Banana 2 through the Gemini API (google-genai, async).
 
@@ -209,6 +216,12 @@ class GeminiProvider:
             if isinstance(o, GeneratedPart)
         ]
         failures = [o for o in outcomes if isinstance(o, ProviderError)]
+        if not images and all(_refused(f) for f in failures):
+            # Every call was refused (429 RESOURCE_EXHAUSTED, or never connected): Google
+            # generated nothing and bills nothing, so the job may go to another provider.
+            raise ProviderUnavailable(
+                PROVIDER, failures[0].message, failures[0].status, sent=False
+            ) from failures[0]
         if not images:
             raise failures[0]
         notices = ignored_field_notices(request)

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 from aiolimiter import AsyncLimiter
-from pydantic import ValidationError
 
 from bot.errors import (
     ProviderProtocolError,
@@ -30,11 +29,10 @@ from bot.interfaces import (
     TaskIdCallback,
 )
 from bot.providers.http import (
+    CREATE_REFUSALS,
+    call_rest,
     deadline,
     download_image,
-    parse_retry_after,
-    read_model,
-    send,
     with_retries,
 )
 from bot.providers.runbase.translate import (
@@ -44,6 +42,8 @@ from bot.providers.runbase.translate import (
     MAX_REFERENCES,
     PROVIDER,
     SUCCEEDED,
+    TIERS,
+    UNSUPPORTED_FIELDS,
     cost_micros,
     error_from_run,
     error_from_status,
@@ -83,6 +83,11 @@ class RunbaseProvider:
         reports_cost=False,
         resumable=True,
         nsfw_flag=False,
+        # Seeds 003/004: the input takes prompt, aspect_ratio, resolution and image_urls
+        # only; translate.run_body refuses the rest, so routing sends such requests elsewhere.
+        unsupported=UNSUPPORTED_FIELDS,
+        max_results=1,
+        tiers={model: TIERS for model in DEFAULT_MODEL_IDS},
     )
 
     def __init__(
@@ -199,23 +204,22 @@ class RunbaseProvider:
             async with self._limiter:
                 return await self._call_once(method, path, body)
 
-        return await with_retries(once, attempts=self._attempts, retry_budget=self._retry_timeout)
+        return await with_retries(
+            once,
+            attempts=self._attempts,
+            retry_budget=self._retry_timeout,
+            refused_statuses=CREATE_REFUSALS if method == "POST" else (),
+        )
 
     async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> Run:
-        response = await send(
+        return await call_rest(
             self._client,
             method,
             f"{self._api_url}/{path}",
             provider=PROVIDER,
-            json=body,
-            headers={"Authorization": f"Bearer {self._api_key}"},
+            api_key=self._api_key,
+            body=body,
+            answer=Run,
+            error_body=ErrorBody,
+            error_from_status=error_from_status,
         )
-        if response.status_code >= 400:
-            try:
-                error: ErrorBody | None = ErrorBody.model_validate_json(response.content)
-            except ValidationError:
-                error = None
-            raise error_from_status(
-                response.status_code, error, parse_retry_after(response.headers.get("Retry-After"))
-            )
-        return read_model(response, Run, provider=PROVIDER)

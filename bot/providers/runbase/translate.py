@@ -34,6 +34,7 @@ __all__ = [
     "PROVIDER",
     "SUCCEEDED",
     "TIERS",
+    "UNSUPPORTED_FIELDS",
     "cost_micros",
     "error_from_run",
     "error_from_status",
@@ -51,6 +52,15 @@ DEFAULT_MODEL_IDS: Mapping[str, str] = {
 """Runbase model ids (seeds/003_* ``google/nano-banana-pro``, 004_* ``google/nano-banana-2``)."""
 
 TIERS = frozenset({"1K", "2K", "4K"})
+UNSUPPORTED_FIELDS = frozenset(
+    {
+        *("seed", "output_format", "output_quality", "temperature", "top_p"),
+        *("system_prompt", "thinking", "web_search", "image_search"),
+        *("safety_tolerance", "check_content"),
+    }
+)
+"""Request fields Runbase has no input for (seeds 003/004); a safety tolerance among them,
+so a channel policy stricter than the provider default cannot be applied there."""
 """seeds/003_*, 004_*: ``resolution`` "Options: 1K 2K 4K" for both models (no 0.5K)."""
 
 _COMMON = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "auto")
@@ -112,22 +122,11 @@ def run_body(
     Raises:
         ProviderRejected: naming the first field Runbase cannot honour; nothing is sent.
     """
-    refusals = {
-        "seed": request.seed is not None,
-        "number_results": request.number_results != 1,
-        "output_format": request.output_format is not None,
-        "output_quality": request.output_quality is not None,
-        "temperature": request.temperature is not None,
-        "top_p": request.top_p is not None,
-        "system_prompt": request.system_prompt is not None,
-        "thinking": request.thinking is not None,
-        "web_search": bool(request.web_search),
-        "image_search": bool(request.image_search),
-        "safety_tolerance": request.safety_tolerance is not None,
-        "check_content": bool(request.check_content),
-    }
-    for name, refused in refusals.items():
-        if refused:
+    if request.number_results != 1:
+        raise _refuse("Runbase makes one image per run", "number_results")
+    for name in sorted(UNSUPPORTED_FIELDS):
+        value = getattr(request, name)
+        if value is not None and value is not False:
             raise _refuse(
                 f"Runbase cannot take {name} (it takes only prompt, size, references)", name
             )

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from bot.errors import (
     ProviderProtocolError,
@@ -30,11 +29,10 @@ from bot.interfaces import (
     TaskIdCallback,
 )
 from bot.providers.http import (
+    CREATE_REFUSALS,
+    call_rest,
     deadline,
     download_image,
-    parse_retry_after,
-    read_model,
-    send,
     with_retries,
 )
 from bot.providers.runflow.translate import (
@@ -46,6 +44,7 @@ from bot.providers.runflow.translate import (
     MODEL_RULES,
     PROVIDER,
     SUCCEEDED,
+    UNSUPPORTED_FIELDS,
     cost_micros,
     create_body,
     error_from_run,
@@ -89,6 +88,8 @@ class RunflowProvider:
         # Seed 002: Nano Banana Pro $0.15/image; provider-apis.md §2.7: Nano Banana 2 from
         # $0.08/image at 1K (other tiers unpublished).
         price_floor_micros={"nano-banana-pro": 150_000, "nano-banana-2": 80_000},
+        unsupported=UNSUPPORTED_FIELDS,
+        tiers={model: rules.tiers for model, rules in MODEL_RULES.items()},
     )
 
     def __init__(
@@ -228,23 +229,18 @@ class RunflowProvider:
             lambda: self._call_once(method, path, body),
             attempts=self._attempts,
             retry_budget=self._retry_timeout,
+            refused_statuses=CREATE_REFUSALS if method == "POST" else (),
         )
 
     async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> Run:
-        response = await send(
+        return await call_rest(
             self._client,
             method,
             f"{self._api_url}/{path}",
             provider=PROVIDER,
-            json=body,
-            headers={"Authorization": f"Bearer {self._api_key}"},
+            api_key=self._api_key,
+            body=body,
+            answer=Run,
+            error_body=ErrorBody,
+            error_from_status=error_from_status,
         )
-        if response.status_code >= 400:
-            try:
-                error: ErrorBody | None = ErrorBody.model_validate_json(response.content)
-            except ValidationError:
-                error = None
-            raise error_from_status(
-                response.status_code, error, parse_retry_after(response.headers.get("Retry-After"))
-            )
-        return read_model(response, Run, provider=PROVIDER)

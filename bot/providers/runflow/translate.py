@@ -37,6 +37,7 @@ __all__ = [
     "MODEL_RULES",
     "PROVIDER",
     "SUCCEEDED",
+    "UNSUPPORTED_FIELDS",
     "ModelRules",
     "cost_micros",
     "create_body",
@@ -114,6 +115,8 @@ MODEL_RULES: Mapping[str, ModelRules] = {
 _OUTPUT_FORMATS = {"JPG": "jpeg", "PNG": "png", "WEBP": "webp"}
 _RATIO = re.compile(r"^[1-9][0-9]*:[1-9][0-9]*$")
 _NO_RUNFLOW_FIELD = ("output_quality", "temperature", "top_p", "system_prompt")
+UNSUPPORTED_FIELDS = frozenset({*_NO_RUNFLOW_FIELD, "image_search"})
+"""Request fields no Runflow model takes (seed 002, provider-apis.md §2.2)."""
 _SAFETY_PARTS = ("SAFETY", "NSFW", "CONTENT_POLICY", "MODERATION", "BLOCKED")
 
 

@@ -155,7 +155,7 @@ class RunwareProvider:
         )
         log.debug("runware prompt", extra={"job": task.job_id, "prompt": task.request.prompt})
         try:
-            await self._call(body)
+            await self._call(body, refused_statuses=(429,))
         except _Conflict:
             log.info("runware task exists already; polling it", extra={"task_uuid": task_uuid})
 
@@ -177,6 +177,12 @@ class RunwareProvider:
             items = [i for i in envelope.data if i.task_uuid in (None, task_uuid)]
             done = {i.image_uuid or str(n): i for n, i in enumerate(items) if i.has_image}
             failed = [i for i in items if i.status == "error" or i.error is not None]
+            if any(i.status == "success" and not i.has_image for i in items):
+                # §1.5: a finished item carries its image; without one, polling on would
+                # only wait for the deadline.
+                raise ProviderProtocolError(
+                    PROVIDER, f"Runware reported task {task_uuid} done without an image"
+                )
             if len(done) + len(failed) >= expected:
                 if not done:
                     error = failed[0].error if failed and failed[0].error else None
@@ -226,12 +232,18 @@ class RunwareProvider:
             retry_budget=self._retry_timeout,
         )
 
-    async def _call(self, tasks: list[dict[str, Any]]) -> Envelope:
-        """POST one task array, retrying retryable failures (honouring Retry-After)."""
+    async def _call(
+        self, tasks: list[dict[str, Any]], refused_statuses: tuple[int, ...] = ()
+    ) -> Envelope:
+        """POST one task array, retrying retryable failures (honouring Retry-After).
+
+        ``refused_statuses``: for the create, 429 only: the taskUUID is ours, so after a 5xx
+        the task may exist, and the job stays here (polled, never sent elsewhere)."""
         return await with_retries(
             lambda: self._post_once(tasks),
             attempts=self._attempts,
             retry_budget=self._retry_timeout,
+            refused_statuses=refused_statuses,
         )
 
     async def _post_once(self, tasks: list[dict[str, Any]]) -> Envelope:
