@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -309,8 +310,9 @@ async def run(settings: Settings, *, adapters: bool = True) -> None:
     routes too. With ``DISCORD_TOKEN`` the Discord adapter runs and the playground does not:
     the playground has no login and spends outside every Discord budget, so it only starts
     where no chat adapter runs (a local try-out). Runs until SIGINT or SIGTERM (``docker
-    stop``), then shuts down cleanly: running jobs keep their provider task ids and are
-    resumed at the next start, and their results are delivered then.
+    stop``), then shuts down cleanly: workers stop claiming, running jobs get
+    ``BANANABOT_SHUTDOWN_GRACE`` seconds to finish and be delivered, and those still running
+    keep their provider task ids and are resumed at the next start (or by another process).
 
     Args:
         adapters: False runs workers and the operations server only (``bananabot worker``),
@@ -391,6 +393,15 @@ async def run(settings: Settings, *, adapters: bool = True) -> None:
             else:
                 tasks.append(group.create_task(ops.serve(), name="ops"))
             await stop.wait()
+            log.info(
+                "shutting down: running jobs have %s s to finish", settings.shutdown_grace
+            )
+            # Jobs that finish in the grace are delivered by adapters still connected;
+            # the rest keep their task ids and are resumed at the next start (or, on
+            # PostgreSQL, by another process once their lease runs out).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.shutdown_grace):
+                    await app.worker.drain()
             log.info("shutting down")
             for task in tasks:
                 task.cancel()

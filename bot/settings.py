@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     worker_lease: float = Field(
         60.0, ge=5, le=3600, validation_alias=_env("BANANABOT_WORKER_LEASE")
     )
+    shutdown_grace: float = Field(
+        8.0, ge=0, le=3600, validation_alias=_env("BANANABOT_SHUTDOWN_GRACE")
+    )
     sandbox_delay: float = Field(0.5, ge=0, le=60, validation_alias=_env("BANANABOT_SANDBOX_DELAY"))
     provider_deadline: float = Field(
         600.0, gt=0, validation_alias=_env("BANANABOT_PROVIDER_DEADLINE")

@@ -79,6 +79,9 @@ class Worker:
         self._telemetry = telemetry
         self._lease = lease
         self._running: set[str] = set()
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._catalog = catalog
         self._links = links
         self._jobs = jobs
@@ -111,8 +114,27 @@ class Worker:
             event.set()
         self._positions_dirty.set()
 
+    def stop_claiming(self) -> None:
+        """Take no more jobs from the queue or from stopped processes; jobs already
+        running go on to the end (the first half of a graceful stop, see :meth:`drain`)."""
+        self._stopping = True
+        for event in self._wakeups.values():
+            event.set()
+
+    async def drain(self) -> None:
+        """Stop claiming, then return once every job this worker runs has ended.
+
+        Cancel :meth:`run` afterwards. A job still running when the caller gives up
+        waiting (cancels this) keeps its provider task id, and is resumed at the next start
+        or, on PostgreSQL, by another process once its lease runs out.
+        """
+        self.stop_claiming()
+        while self._running:
+            await self._idle.wait()
+
     async def run(self) -> None:
-        """Recover jobs left running by a stopped process, then work until cancelled."""
+        """Recover jobs left running by a stopped process, then work until cancelled
+        (after :meth:`drain` for a graceful stop)."""
         async with asyncio.TaskGroup() as group:
             await self.recover(group)
             for name in self._providers:
@@ -151,6 +173,8 @@ class Worker:
         self.wake()
 
     async def _take_over_stale(self, group: asyncio.TaskGroup, stale_before: datetime) -> None:
+        if self._stopping:
+            return
         for seen in await self._reader.jobs_in_status(JobStatus.RUNNING.value, limit=100_000):
             if seen.id in self._running or seen.updated_at >= stale_before:
                 continue
@@ -164,7 +188,7 @@ class Worker:
                 )
             elif job.provider_task_id and provider.capabilities.resumable:
                 log.info("resuming job", extra={"job": job.id, "provider": job.provider})
-                self._running.add(job.id)
+                self._hold(job.id)
                 group.create_task(self.run_job(job), name=f"job:{job.id}")
             elif job.provider_task_id:
                 await self._fail(
@@ -201,6 +225,9 @@ class Worker:
         while True:
             await slots.acquire()
             wakeup.clear()
+            if self._stopping:
+                slots.release()
+                return
             if not self._health.may_claim(name):
                 # The provider's breaker is open: its jobs wait (and stay refundable by a
                 # cancel) instead of failing one after another.
@@ -226,6 +253,7 @@ class Worker:
                 except TimeoutError:
                     pass
                 continue
+            self._hold(job.id)
             self._claimed.add(job.id)
             self._positions_dirty.set()
             group.create_task(self._run_and_release(job, slots), name=f"job:{job.id}")
@@ -243,11 +271,18 @@ class Worker:
     async def run_job(self, job: Job) -> None:
         """Run one claimed job to a terminal state and deliver the outcome. Never raises
         (except cancellation, which leaves the job running for recovery)."""
-        self._running.add(job.id)
+        self._hold(job.id)
         try:
             await self._run_job(job)
         finally:
             self._running.discard(job.id)
+            if not self._running:
+                self._idle.set()
+
+    def _hold(self, job_id: str) -> None:
+        """Count a job as this worker's (heartbeats, :meth:`drain`) from its claim on."""
+        self._running.add(job_id)
+        self._idle.clear()
 
     async def _run_job(self, job: Job) -> None:
         provider = self._providers[job.provider]

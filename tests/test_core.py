@@ -265,6 +265,36 @@ async def test_actions_refuse_what_makes_no_sense(running: Core) -> None:
         await running.service.act(JobAction.VARY, parent.job.id, 2, origin(), idempotency_key="v")
 
 
+async def test_drain_finishes_running_jobs_and_claims_no_more(
+    core: Core, scripted: ScriptedProvider
+) -> None:
+    scripted.gate = asyncio.Event()
+    jobs = [
+        (await core.service.submit(req(), origin(f"u{i}"), idempotency_key=f"k{i}")).job.id
+        for i in range(4)
+    ]
+    task = asyncio.create_task(core.worker.run())
+    try:
+        async with asyncio.timeout(10):  # concurrency 2: two jobs in flight, two queued
+            while len(scripted.calls) < 2:
+                await asyncio.sleep(0.01)
+        draining = asyncio.create_task(core.worker.drain())
+        await asyncio.sleep(0.1)
+        assert not draining.done(), "drain returned while jobs were still running"
+        scripted.gate.set()
+        async with asyncio.timeout(10):
+            await draining
+        statuses = [(await core.store.get_job(job_id)).status for job_id in jobs]
+        assert statuses.count(JobStatus.SUCCEEDED) == 2
+        assert statuses.count(JobStatus.QUEUED) == 2, "a draining worker claimed a new job"
+        await asyncio.sleep(0.2)  # several idle polls: still nothing claimed
+        assert len(scripted.calls) == 2
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_a_queued_job_can_be_cancelled_and_is_refunded(core: Core) -> None:
     submitted = await core.service.submit(req(), origin(), idempotency_key="k")
     cancelled = await core.service.cancel(submitted.job.id, origin())

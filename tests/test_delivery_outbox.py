@@ -81,19 +81,31 @@ async def test_a_failing_adapter_gets_the_result_again_after_the_lease(
         await core.service.submit(ImageRequest(prompt="a red barn"), origin(), idempotency_key="k")
     ).job
 
+    refused = asyncio.Event()
+
     class Flaky(Recorder):
         failures = 1
 
         async def on_update(self, update: JobUpdate) -> None:
             if update.kind == "done" and self.failures:
                 self.failures -= 1
+                refused.set()
                 raise RuntimeError("Slack is down")
             await super().on_update(update)
 
     flaky = Flaky()
     router = core.router
     router.register("test", flaky)
-    await run_until_finished(core, [job.id])
+    worker = asyncio.create_task(core.worker.run())
+    try:
+        # The job ends in the store before its delivery is tried: wait for the refusal.
+        async with asyncio.timeout(20):
+            await refused.wait()
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    assert (await core.store.get_job(job.id)).status is JobStatus.SUCCEEDED
     assert not [u for u in flaky.updates if u.kind == "done"]
     # A pump run under a clock past the lease retries and succeeds.
     later = DeliveryRouter(outbox=core.store, clock=lambda: _hours_later(1))

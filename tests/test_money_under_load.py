@@ -51,10 +51,16 @@ async def run_children(url: str, processes: int, tmp_path: Path) -> list[dict[st
         for index in range(processes)
     ]
     results = []
-    for child in children:
-        out, err = await child.communicate()
-        assert child.returncode == 0, err.decode()[-3000:]
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    try:
+        for child in children:
+            out, err = await child.communicate()
+            assert child.returncode == 0, err.decode()[-3000:]
+            results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    finally:
+        for child in children:
+            if child.returncode is None:  # a failure or timeout above: leave no process
+                child.kill()
+                await child.communicate()
     return results
 
 

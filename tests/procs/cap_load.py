@@ -99,6 +99,9 @@ async def main(url: str, jobs: int, seed: int, name: str, media: Path) -> dict[s
                     break
                 await asyncio.sleep(0.1)
         finally:
+            # Other processes' jobs this worker claimed must end here: a worker cancelled
+            # mid-job leaves it for a lease to recover.
+            await worker.drain()
             working.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await working
