@@ -24,11 +24,11 @@ from bot.media.links import MediaLinks, load_or_create_secret
 from bot.media.loader import MediaReferenceLoader
 from bot.media.store import FileMediaStore
 from bot.ops.metrics import Metrics
-from bot.ops.server import OpsServer
+from bot.ops.server import Callback, OpsServer
 from bot.policy import ChannelPolicy
 from bot.providers.gemini.client import GeminiProvider
 from bot.providers.runbase import RunbaseProvider, shared_limiter
-from bot.providers.runflow import RunflowProvider
+from bot.providers.runflow import CALLBACK_PATH, CallbackReceiver, RunflowProvider
 from bot.providers.runware.client import RunwareProvider
 from bot.providers.sandbox.provider import SandboxProvider
 from bot.service import ImageService
@@ -63,6 +63,8 @@ class App:
     worker: Worker
     metrics: Metrics
     links: MediaLinks | None
+    callbacks: Mapping[str, Callback]
+    """Provider name -> what takes its run callbacks at ``/callbacks/<name>``."""
 
 
 def build_catalog(settings: Settings) -> Catalog:
@@ -136,6 +138,9 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
                 "nano-banana-pro": settings.runflow_model_pro,
                 "nano-banana-2": settings.runflow_model_nb2,
             },
+            callback_url=(
+                None if settings.public_url is None else settings.public_url + CALLBACK_PATH
+            ),
             poll_initial=settings.poll_initial,
             poll_max=settings.poll_max,
             deadline=settings.provider_deadline,
@@ -175,6 +180,19 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
                 f"BANANABOT_PROVIDERS names {name!r}, which is not available{hint}"
             )
     return providers
+
+
+def build_callbacks(settings: Settings, providers: Mapping[str, Provider]) -> dict[str, Callback]:
+    """What takes provider callbacks: Runflow's, where runs carry a ``callback_url`` (a
+    public URL is set)."""
+    runflow = providers.get("runflow")
+    if settings.public_url is None or not isinstance(runflow, RunflowProvider):
+        return {}
+    secret = settings.runflow_callback_secret
+    receiver = CallbackReceiver(
+        runflow.notify, None if secret is None else secret.get_secret_value()
+    )
+    return {"runflow": receiver.receive}
 
 
 def assemble_core(
@@ -297,8 +315,9 @@ async def build_app(settings: Settings, *, exclusive: bool = True) -> AsyncItera
             lease=None if isinstance(store, SqliteStore) else settings.worker_lease,
         )
         yield App(
-            settings, catalog, store, media, providers, router, service, worker, metrics, links
-        )
+            settings, catalog, store, media, providers, router, service, worker, metrics, links,
+            build_callbacks(settings, providers),
+        )  # fmt: skip
 
 
 async def run(settings: Settings, *, adapters: bool = True) -> None:
@@ -345,6 +364,7 @@ async def run(settings: Settings, *, adapters: bool = True) -> None:
                 checks={"store": store_answers, "workers": worker_runs},
                 media=app.media,
                 links=app.links,
+                callbacks=app.callbacks,
                 host=settings.web_host,
                 port=settings.web_port,
             )
@@ -393,9 +413,7 @@ async def run(settings: Settings, *, adapters: bool = True) -> None:
             else:
                 tasks.append(group.create_task(ops.serve(), name="ops"))
             await stop.wait()
-            log.info(
-                "shutting down: running jobs have %s s to finish", settings.shutdown_grace
-            )
+            log.info("shutting down: running jobs have %s s to finish", settings.shutdown_grace)
             # Jobs that finish in the grace are delivered by adapters still connected;
             # the rest keep their task ids and are resumed at the next start (or, on
             # PostgreSQL, by another process once their lease runs out).

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     )
     runware_api_key: SecretStr | None = Field(None, validation_alias=_env("RUNWARE_API_KEY"))
     runflow_api_key: SecretStr | None = Field(None, validation_alias=_env("RUNFLOW_API_KEY"))
+    runflow_callback_secret: SecretStr | None = Field(
+        None, validation_alias=_env("RUNFLOW_CALLBACK_SECRET")
+    )
     runbase_api_key: SecretStr | None = Field(None, validation_alias=_env("RUNBASE_API_KEY"))
     gemini_api_key: SecretStr | None = Field(None, validation_alias=_env("GEMINI_API_KEY"))
     database_url: str = Field("sqlite:///bananabot.db", validation_alias=_env("DATABASE_URL"))

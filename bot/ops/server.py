@@ -1,5 +1,6 @@
-"""The HTTP server every ``bananabot run`` starts: ``/healthz``, ``/metrics`` and the
-time-limited reference links ``/media/<token>`` that link-only providers fetch.
+"""The HTTP server every ``bananabot run`` starts: ``/healthz``, ``/metrics``, the
+time-limited reference links ``/media/<token>`` that link-only providers fetch, and
+``POST /callbacks/<provider>`` for providers that call back when a run ends (Runflow).
 
 When the playground runs, it serves these same routes on its own port instead (one
 server, one port: ``BANANABOT_WEB_HOST`` / ``BANANABOT_WEB_PORT``).
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 HealthCheck = Callable[[], Awaitable[None]]
 """Raises when what it checks is unwell; a check taking over 2 s counts as failed."""
 
+Callback = Callable[[bytes, Mapping[str, str]], int]
+"""Takes a provider's callback (raw body, headers) and returns the HTTP status to answer
+(:meth:`bot.providers.runflow.CallbackReceiver.receive`)."""
+
 _CHECK_TIMEOUT: Final = 2.0
 _MIME_TYPES: Final = {
     "png": "image/png",
@@ -45,6 +50,8 @@ class OpsServer:
             with ``{"status": "ok" | "failing", "checks": {name: "ok" | reason}}``.
         media: where reference bytes are read from.
         links: checks link tokens; None: ``/media/<token>`` answers 404 (no public URL).
+        callbacks: provider name -> what takes its callbacks at ``/callbacks/<name>``
+            (an unknown name answers 404).
         host, port: where to listen (port 0 picks a free one, see :attr:`bound_port`).
 
     Attributes:
@@ -58,6 +65,7 @@ class OpsServer:
         checks: Mapping[str, HealthCheck],
         media: MediaStore,
         links: MediaLinks | None,
+        callbacks: Mapping[str, Callback] | None = None,
         host: str = "127.0.0.1",
         port: int = 8080,
         shutdown_timeout: float = 5.0,
@@ -66,6 +74,7 @@ class OpsServer:
         self._checks = dict(checks)
         self._media = media
         self._links = links
+        self._callbacks = dict(callbacks or {})
         self.host = host
         self.port = port
         self.bound_port: int | None = None
@@ -73,11 +82,12 @@ class OpsServer:
         self._shutdown_timeout = shutdown_timeout
 
     def routes(self) -> list[web.RouteDef]:
-        """The three routes, for this server or the playground to serve."""
+        """The operations routes, for this server or the playground to serve."""
         return [
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.metrics_page),
             web.get(LINK_PATH + r"{token:[A-Za-z0-9_.\-]{20,400}}", self.reference),
+            web.post(r"/callbacks/{provider:[a-z0-9_]{1,40}}", self.callback),
         ]
 
     async def serve(self) -> None:
@@ -94,7 +104,7 @@ class OpsServer:
                 extra={
                     "host": self.host,
                     "port": self.bound_port,
-                    "paths": "/healthz /metrics /media/<token>",
+                    "paths": "/healthz /metrics /media/<token> /callbacks/<provider>",
                 },
             )
             host = f"[{self.host}]" if ":" in self.host else self.host
@@ -142,6 +152,15 @@ class OpsServer:
         response = web.Response(body=body, headers={"Cache-Control": "no-store"})
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
+
+    async def callback(self, request: web.Request) -> web.Response:
+        """``POST /callbacks/<provider>``: a provider says a run ended (bodies up to 1 MiB,
+        aiohttp's limit; larger ones get 413)."""
+        receive = self._callbacks.get(request.match_info["provider"])
+        if receive is None:
+            return web.Response(status=404, text="no such callback\n")
+        status = receive(await request.read(), request.headers)
+        return web.Response(status=status, text="ok\n" if status == 200 else "refused\n")
 
     async def reference(self, request: web.Request) -> web.Response:
         """``GET /media/<token>``: a reference image's bytes while its link is valid, else 404

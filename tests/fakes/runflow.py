@@ -9,6 +9,10 @@ An aiohttp app on 127.0.0.1 (port 0) speaking seeds/002_* and provider-apis.md �
   "errors": [{"field", "message"}]}``; an unknown model 404 ``MODEL_NOT_FOUND``.
 * ``GET /v1/runs/{id}``: ``queued`` -> ``running`` -> ``succeeded`` (or ``failed``), 404
   ``RUN_NOT_FOUND`` for an unknown id; outputs are real images served at ``/files/...``.
+* Callbacks (seeds/002_* "Callback payload", provider-apis.md §2.5): :meth:`complete` ends a
+  run and POSTs the event envelope to its ``callback_url`` with ``Runflow-Request-Id`` and,
+  when a signing secret is set, ``Runflow-Signature`` (hex HMAC-SHA256 of the raw body);
+  timestamps use ``+00:00`` as Runflow's do.
 
 Sizes follow Google's width x height table (the Runware emulator's rules). Prices are the
 emulator's: Pro $0.15/image (seed), Nano Banana 2 $0.08/image at every tier (§2.7 gives
@@ -19,12 +23,16 @@ safety-blocked run is the emulator's choice: Runflow's codes for it are [U].
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import re
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
+import aiohttp
 from aiohttp import web
 
 from tests.fakes.runbase import (
@@ -139,9 +147,54 @@ class RunflowEmulator(LoopbackEmulator):
     prefix = "/v1"
     default_codes: ClassVar[Mapping[int, str]] = {429: "RATE_LIMITED", 500: "INTERNAL_ERROR"}
 
-    def __init__(self, api_key: str = "test-key", **options: Any) -> None:
+    def __init__(
+        self, api_key: str = "test-key", *, callback_secret: str | None = None, **options: Any
+    ) -> None:
         super().__init__(api_key, **options)
         self.insufficient_credit = False
+        self.callback_secret = callback_secret
+        self.callback_answers: list[int] = []
+
+    async def complete(self, run_id: str) -> int:
+        """End run ``run_id`` now and call back its ``callback_url``, as Runflow does when a
+        run reaches a terminal state; returns the receiver's HTTP status (also recorded in
+        ``callback_answers``).
+
+        Raises:
+            KeyError: no such run; ValueError: it was created without a ``callback_url``.
+        """
+        run = self.state[run_id]
+        url = run.body.get("callback_url")
+        if not url:
+            raise ValueError(f"run {run_id} has no callback_url")
+        run.ready_at = 0.0
+        run.polls_needed = 0
+        async with run.lock:
+            if run.result is None and not run.blocked:
+                run.result = await self._render(run)
+        status = "failed" if run.blocked else "succeeded"
+        envelope = {
+            "event": "run.failed" if run.blocked else "run.completed",
+            "run_id": run.id,
+            "status": status,
+            "output": None if run.blocked else run.result,
+            "duration_ms": 1200,
+            "created_at": "2026-05-06T10:00:00.000+00:00",
+            "completed_at": "2026-05-06T10:00:01.200+00:00",
+            "metadata": run.body.get("metadata"),
+        }
+        raw = json.dumps(envelope).encode()
+        headers = {"Content-Type": "application/json", "Runflow-Request-Id": str(uuid.uuid4())}
+        if self.callback_secret is not None:
+            # Written out from the docs, not bananabot's own sign(): the two must agree.
+            digest = hmac.new(self.callback_secret.encode(), raw, hashlib.sha256).hexdigest()
+            headers["Runflow-Signature"] = digest
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=raw, headers=headers) as answer,
+        ):
+            self.callback_answers.append(answer.status)
+            return answer.status
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/models/{model:.+}/runs", self._on_create)

@@ -10,7 +10,9 @@ only polls a stored id and never creates a run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +59,9 @@ from bot.providers.runflow.wire import ErrorBody, Run
 
 __all__ = ["RunflowProvider"]
 
+_EARLY_NUDGES = 1_000
+"""Callbacks for runs this process is not (yet) polling that are remembered."""
+
 log = logging.getLogger(__name__)
 
 
@@ -68,8 +73,10 @@ class RunflowProvider:
         api_url: ``RUNFLOW_API_URL``, default ``https://api.runflow.io/v1``.
         client: the shared httpx client (its timeouts apply; no default auth header).
         model_paths: neutral model name -> Runflow model id (``google/nano-banana-pro``).
-        callback_url: optional ``callback_url`` sent with each run (Runflow POSTs the
-            terminal state there, signed; see :mod:`bot.providers.runflow.callbacks`).
+        callback_url: optional ``callback_url`` sent with each run: Runflow POSTs there when
+            the run ends, and :class:`~bot.providers.runflow.callbacks.CallbackReceiver`
+            calls :meth:`notify`, so the result is fetched at once instead of at the next
+            poll (polling goes on regardless; callbacks only cut the wait).
         attempts: tries per HTTP call for retryable errors (Runflow advises at most 5).
         retry_timeout: seconds all tries of one call may take, waits included.
         poll_initial: first wait before polling, seconds; grows x1.5 up to ``poll_max``.
@@ -116,6 +123,27 @@ class RunflowProvider:
         self._poll_initial = poll_initial
         self._poll_max = poll_max
         self._deadline = deadline
+        self._nudges: dict[str, asyncio.Event] = {}
+        self._early: OrderedDict[str, None] = OrderedDict()
+
+    def notify(self, run_id: str) -> bool:
+        """Poll run ``run_id`` now instead of at the next interval: Runflow's callback said
+        it ended. Only a hint: the result is always read from the authenticated API, so a
+        forged callback costs at most one extra poll.
+
+        Returns:
+            True if this process is polling that run; False otherwise (the hint is kept
+            for the last 1,000 such run ids, for a callback that beats the create's answer).
+        """
+        event = self._nudges.get(run_id)
+        if event is None:
+            self._early[run_id] = None
+            self._early.move_to_end(run_id)
+            while len(self._early) > _EARLY_NUDGES:
+                self._early.popitem(last=False)
+            return False
+        event.set()
+        return True
 
     async def generate(self, task: GenerationTask, on_task_id: TaskIdCallback) -> GenerationResult:
         """Create a run, store its id via ``on_task_id``, poll it and download its images.
@@ -173,15 +201,27 @@ class RunflowProvider:
         self, task: GenerationTask, run: Run | None, wait: float, *, run_id: str = ""
     ) -> GenerationResult:
         run_id = run.id if run is not None else run_id
-        while run is None or run.state not in SUCCEEDED | FAILED | CANCELED:
-            await asyncio.sleep(wait)
-            wait = min(self._poll_max, max(wait * 1.5, self._poll_initial))
-            try:
-                run = await self._call("GET", f"runs/{run_id}")
-            except ProviderRejected as exc:
-                if exc.status != 404:
-                    raise
-                raise ProviderProtocolError(PROVIDER, f"Runflow has no run {run_id}", 404) from exc
+        nudged = self._nudges.setdefault(run_id, asyncio.Event())
+        if run_id in self._early:
+            del self._early[run_id]
+            nudged.set()
+        try:
+            while run is None or run.state not in SUCCEEDED | FAILED | CANCELED:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await nudged.wait()  # a callback: poll now
+                nudged.clear()
+                wait = min(self._poll_max, max(wait * 1.5, self._poll_initial))
+                try:
+                    run = await self._call("GET", f"runs/{run_id}")
+                except ProviderRejected as exc:
+                    if exc.status != 404:
+                        raise
+                    raise ProviderProtocolError(
+                        PROVIDER, f"Runflow has no run {run_id}", 404
+                    ) from exc
+        finally:
+            self._nudges.pop(run_id, None)
         if run.state not in SUCCEEDED:
             raise error_from_run(run)
         return await self._result(task, run)
