@@ -1,7 +1,7 @@
 """kill -9: 50 jobs in flight against a slow Runware emulator, ``bananabot worker`` killed
 with SIGKILL, then started again. Every job ends succeeded (its images stored) or refunded,
 the emulator saw each task created exactly once, and nobody is charged twice. On SQLite
-and on PostgreSQL.
+and on PostgreSQL. And the graceful stop: SIGINT lets running jobs finish.
 """
 
 from __future__ import annotations
@@ -161,3 +161,37 @@ async def test_kill_9_with_50_jobs_in_flight_loses_nothing_and_pays_once(
         assert totals.get("charge", 0) == sum(j.cost_micros for j in succeeded)
         assert len(emulator.charges) == len(succeeded) == JOBS
         assert totals["reserve"] + totals["release"] == 0
+
+
+async def test_sigint_lets_running_jobs_finish_and_takes_no_new_ones(tmp_path: Path) -> None:
+    """A graceful stop (``docker stop``): jobs at the provider end and are settled before
+    the process exits; queued jobs stay queued for the next start."""
+    url = f"sqlite:///{tmp_path}/stop.db"
+    async with RunwareEmulator(api_key=KEY, processing_delay=1.5) as emulator:
+        env = worker_env(url, emulator, tmp_path)
+        env.update(BANANABOT_CONCURRENCY="3", BANANABOT_SHUTDOWN_GRACE="30")
+        settings = Settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
+        async with build_app(settings) as app:
+            origin = Origin(platform="cli", workspace_id="ws", channel_id="c", user_id="u")
+            for index in range(6):
+                await app.service.submit(
+                    ImageRequest(prompt=f"stop test image {index}"),
+                    origin,
+                    idempotency_key=f"stop-{index}",
+                )
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "worker", cwd=tmp_path, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await wait_until(lambda: len(creates(emulator)) >= 3, 60, "three tasks were sent")
+        finally:
+            worker.send_signal(signal.SIGINT)
+            async with asyncio.timeout(60):
+                _, err = await worker.communicate()
+        assert worker.returncode == 0, err.decode()[-3000:]
+        async with reader(url) as store:
+            jobs = await all_jobs(store)
+    statuses = Counter(job.status for job in jobs)
+    assert statuses == {JobStatus.SUCCEEDED: 3, JobStatus.QUEUED: 3}, statuses
+    assert len(creates(emulator)) == 3, "a stopping worker sent a new task"
