@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -344,9 +343,14 @@ async def run(settings: Settings, *, adapters: bool = True) -> None:
     from adapters.web.server import WebPlayground  # adapters are loaded by name, late
 
     stop = asyncio.Event()
+    hurry = asyncio.Event()  # a second signal: stop without waiting for running jobs
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
         async with build_app(settings) as app, asyncio.TaskGroup() as group:
             worker = group.create_task(app.worker.run(), name="worker")
@@ -413,13 +417,22 @@ async def run(settings: Settings, *, adapters: bool = True) -> None:
             else:
                 tasks.append(group.create_task(ops.serve(), name="ops"))
             await stop.wait()
-            log.info("shutting down: running jobs have %s s to finish", settings.shutdown_grace)
+            log.info(
+                "shutting down: running jobs have %s s to finish (signal again to stop now)",
+                settings.shutdown_grace,
+            )
             # Jobs that finish in the grace are delivered by adapters still connected;
             # the rest keep their task ids and are resumed at the next start (or, on
             # PostgreSQL, by another process once their lease runs out).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.shutdown_grace):
-                    await app.worker.drain()
+            draining = asyncio.ensure_future(app.worker.drain())
+            hurried = asyncio.ensure_future(hurry.wait())
+            await asyncio.wait(
+                (draining, hurried),
+                timeout=settings.shutdown_grace,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for waiter in (draining, hurried):
+                waiter.cancel()
             log.info("shutting down")
             for task in tasks:
                 task.cancel()

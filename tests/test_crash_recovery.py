@@ -195,3 +195,37 @@ async def test_sigint_lets_running_jobs_finish_and_takes_no_new_ones(tmp_path: P
     statuses = Counter(job.status for job in jobs)
     assert statuses == {JobStatus.SUCCEEDED: 3, JobStatus.QUEUED: 3}, statuses
     assert len(creates(emulator)) == 3, "a stopping worker sent a new task"
+
+
+async def test_a_second_sigint_stops_at_once_leaving_jobs_for_recovery(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hurry.db"
+    async with RunwareEmulator(api_key=KEY, processing_delay=30.0) as emulator:
+        env = worker_env(url, emulator, tmp_path)
+        env.update(BANANABOT_CONCURRENCY="3", BANANABOT_SHUTDOWN_GRACE="120")
+        settings = Settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
+        async with build_app(settings) as app:
+            origin = Origin(platform="cli", workspace_id="ws", channel_id="c", user_id="u")
+            for index in range(3):
+                await app.service.submit(
+                    ImageRequest(prompt=f"hurry test image {index}"),
+                    origin,
+                    idempotency_key=f"hurry-{index}",
+                )
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "worker", cwd=tmp_path, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await wait_until(lambda: len(creates(emulator)) >= 3, 60, "three tasks were sent")
+            worker.send_signal(signal.SIGINT)
+            await asyncio.sleep(0.5)
+        finally:
+            worker.send_signal(signal.SIGINT)
+            async with asyncio.timeout(60):
+                _, err = await worker.communicate()
+        assert worker.returncode == 0, err.decode()[-3000:]
+        async with reader(url) as store:
+            jobs = await all_jobs(store)
+    # Stopped before the provider finished: the jobs keep their task ids for the next start.
+    assert [job.status for job in jobs] == [JobStatus.RUNNING] * 3
+    assert all(job.provider_task_id for job in jobs)
