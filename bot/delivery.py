@@ -2,19 +2,21 @@
 
 Finished jobs go through the store's delivery outbox, so a result reaches its person even
 when another process ran the job (``bananabot worker`` beside ``bananabot run``) or the
-adapter was down when it finished: :class:`DeliveryPump` posts what is left undelivered.
+adapter was down when it finished: :class:`DeliveryPump` posts what is left undelivered,
+and says "generating" for jobs another process is running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from bot.budgets import tightest
 from bot.interfaces import Delivery, DeliveryOutbox, JobReader, LedgerBook
-from bot.models import Done, Failed, Job, JobStatus, JobUpdate
+from bot.models import Done, Failed, Generating, Job, JobStatus, JobUpdate
 from bot.service import Clock, utcnow
 
 __all__ = ["DeliveryPump", "DeliveryRouter", "outcome_of"]
@@ -22,6 +24,8 @@ __all__ = ["DeliveryPump", "DeliveryRouter", "outcome_of"]
 log = logging.getLogger(__name__)
 
 _TERMINAL_KINDS = frozenset({"done", "failed"})
+_REMEMBERED = 10_000
+"""Jobs whose last update a router remembers (the oldest are forgotten)."""
 
 
 class DeliveryRouter:
@@ -50,6 +54,7 @@ class DeliveryRouter:
         self._outbox = outbox
         self._lease = timedelta(seconds=lease)
         self._clock = clock
+        self._passed: OrderedDict[str, str] = OrderedDict()  # job id -> last kind passed on
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -62,6 +67,10 @@ class DeliveryRouter:
     def unregister(self, platform: str) -> None:
         self._deliveries.pop(platform, None)
 
+    def said_generating(self, job_id: str) -> bool:
+        """Whether a "generating" (or a final) update for ``job_id`` went through here."""
+        return job_id in self._passed
+
     async def on_update(self, update: JobUpdate) -> None:
         platform = update.job.origin.platform
         delivery = self._deliveries.get(platform)
@@ -70,6 +79,14 @@ class DeliveryRouter:
                 "no delivery for platform", extra={"platform": platform, "job": update.job.id}
             )
             return
+        job_id, kind = update.job.id, update.kind
+        if kind == "generating" and self._passed.get(job_id) in _TERMINAL_KINDS:
+            return  # read as running before it ended: nothing goes out after the end
+        if kind == "generating" or kind in _TERMINAL_KINDS:
+            self._passed[job_id] = kind
+            self._passed.move_to_end(job_id)
+            if len(self._passed) > _REMEMBERED:
+                self._passed.popitem(last=False)
         book = self._outbox is not None and update.kind in _TERMINAL_KINDS
         if book and not await self._lease_delivery(update.job):
             return
@@ -122,7 +139,9 @@ async def outcome_of(job: Job, reader: JobReader, ledger: LedgerBook, now: datet
 class DeliveryPump:
     """Delivers finished jobs the outbox still holds for this process's platforms: jobs
     another process ran, jobs that finished while their adapter was down, and deliveries
-    that failed. Runs in every process with adapters.
+    that failed; and says "generating" once for each running job of those platforms whose
+    worker is in another process (a worker's own updates reach only adapters in its
+    process). Runs in every process with adapters.
 
     Args:
         interval: seconds between looks at the outbox.
@@ -149,10 +168,24 @@ class DeliveryPump:
         """Deliver until cancelled."""
         while True:
             try:
+                await self.report_running()
                 await self.deliver_pending()
             except Exception:
                 log.exception("delivery pump failed")
             await asyncio.sleep(self._interval)
+
+    async def report_running(self, limit: int = 1_000) -> int:
+        """One pass: a ``Generating`` update for each running job of this process's
+        platforms that this process has not yet said "generating" for. Returns how many."""
+        platforms = set(self._router.platforms)
+        if not platforms:
+            return 0
+        told = 0
+        for job in await self._reader.jobs_in_status(JobStatus.RUNNING.value, limit):
+            if job.origin.platform in platforms and not self._router.said_generating(job.id):
+                await self._router.on_update(Generating(job=job, provider=job.provider))
+                told += 1
+        return told
 
     async def deliver_pending(self, limit: int = 100) -> int:
         """One pass: hand each undelivered finished job to its adapter. Returns how many

@@ -19,7 +19,7 @@ from bot.catalog import default_catalog
 from bot.delivery import DeliveryPump, DeliveryRouter
 from bot.errors import ProviderRejected
 from bot.media.store import FileMediaStore
-from bot.models import Done, Failed, ImageRequest, JobStatus, JobUpdate
+from bot.models import Done, Failed, Generating, ImageRequest, JobStatus, JobUpdate
 from bot.policy import ChannelPolicy
 from bot.storage import store_from_url
 from tests.conftest import Core, Recorder, origin
@@ -125,8 +125,9 @@ def _hours_later(hours: int) -> datetime:
 async def test_a_job_worked_by_another_process_is_posted_by_the_adapter_process(
     tmp_path: Path,
 ) -> None:
-    """PostgreSQL: a worker-only instance runs the job; the adapter instance posts it."""
-    provider = ScriptedProvider()
+    """PostgreSQL: a worker-only instance runs the job; the adapter instance says
+    "generating" while it runs, once, and posts the result."""
+    provider = ScriptedProvider(gate=asyncio.Event())
     async with (
         fresh_schema() as url,
         store_from_url(url) as adapter_store,
@@ -151,6 +152,10 @@ async def test_a_job_worked_by_another_process_is_posted_by_the_adapter_process(
             submitted = await service.submit(
                 ImageRequest(prompt="a red barn"), origin(), idempotency_key="k"
             )
+            await recorder.wait_for(submitted.job.id, "generating")
+            await asyncio.sleep(0.3)  # several pump passes while it runs
+            assert provider.gate is not None
+            provider.gate.set()
             done = await recorder.wait_for(submitted.job.id, "done")
             await asyncio.sleep(0.3)  # several more pump passes
         finally:
@@ -160,5 +165,32 @@ async def test_a_job_worked_by_another_process_is_posted_by_the_adapter_process(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         assert isinstance(done, Done) and done.job.status is JobStatus.SUCCEEDED
-        assert [u.kind for u in recorder.updates if u.kind == "done"] == ["done"]
+        assert [u.kind for u in recorder.updates if u.kind != "queued"] == ["generating", "done"]
         assert await adapter_store.undelivered(["test"], _hours_later(0), 10) == []
+
+
+async def test_the_pump_adds_no_progress_for_jobs_this_process_runs(
+    core: Core, scripted: ScriptedProvider
+) -> None:
+    """One process: the worker's own "generating" went through the router, so the pump
+    says nothing more; and a "generating" read before the job ended never follows its
+    result."""
+    scripted.gate = asyncio.Event()
+    job = (
+        await core.service.submit(ImageRequest(prompt="a red barn"), origin(), idempotency_key="k")
+    ).job
+    pump = DeliveryPump(router=core.router, outbox=core.store, reader=core.store, ledger=core.store)
+    worker = asyncio.create_task(core.worker.run())
+    try:
+        await core.recorder.wait_for(job.id, "generating")
+        assert await pump.report_running() == 0
+        stale = await core.store.get_job(job.id)  # read as running, before the end
+        scripted.gate.set()
+        await core.recorder.wait_for(job.id, "done")
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+    await core.router.on_update(Generating(job=stale, provider=stale.provider))
+    kinds = [kind for kind in core.recorder.kinds(job.id) if kind != "queued"]
+    assert kinds == ["generating", "done"]
