@@ -80,6 +80,19 @@ def creates(emulator: RunwareEmulator) -> Counter[str]:
     return counted
 
 
+async def queue_jobs(env: dict[str, str], jobs: int) -> None:
+    """Submit ``jobs`` one-image jobs through the service, with the settings in ``env``."""
+    settings = Settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
+    async with build_app(settings) as app:
+        origin = Origin(platform="cli", workspace_id="ws", channel_id="c", user_id="u")
+        for index in range(jobs):
+            await app.service.submit(
+                ImageRequest(prompt=f"crash test image {index}"),
+                origin,
+                idempotency_key=f"crash-{index}",
+            )
+
+
 @asynccontextmanager
 async def sqlite_url(tmp_path: Path) -> AsyncIterator[str]:
     yield f"sqlite:///{tmp_path}/crash.db"
@@ -92,15 +105,7 @@ async def test_kill_9_with_50_jobs_in_flight_loses_nothing_and_pays_once(
     database = sqlite_url(tmp_path) if backend == "sqlite" else fresh_schema()
     async with database as url, RunwareEmulator(api_key=KEY, processing_delay=2.0) as emulator:
         env = worker_env(url, emulator, tmp_path)
-        settings = Settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
-        async with build_app(settings) as app:
-            origin = Origin(platform="cli", workspace_id="ws", channel_id="c", user_id="u")
-            for index in range(JOBS):
-                await app.service.submit(
-                    ImageRequest(prompt=f"crash test image {index}"),
-                    origin,
-                    idempotency_key=f"crash-{index}",
-                )
+        await queue_jobs(env, JOBS)
         command = [sys.executable, "-m", "bot.cli", "worker"]
         first = await asyncio.create_subprocess_exec(
             *command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
@@ -163,26 +168,26 @@ async def test_kill_9_with_50_jobs_in_flight_loses_nothing_and_pays_once(
         assert totals["reserve"] + totals["release"] == 0
 
 
+async def worker_with_jobs(
+    url: str, emulator: RunwareEmulator, tmp_path: Path, jobs: int, grace: str
+) -> asyncio.subprocess.Process:
+    """Queue ``jobs`` jobs, then start ``bananabot worker`` (3 at once, the given
+    ``BANANABOT_SHUTDOWN_GRACE``) with its stderr piped."""
+    env = worker_env(url, emulator, tmp_path)
+    env.update(BANANABOT_CONCURRENCY="3", BANANABOT_SHUTDOWN_GRACE=grace)
+    await queue_jobs(env, jobs)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "worker", cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
 async def test_sigint_lets_running_jobs_finish_and_takes_no_new_ones(tmp_path: Path) -> None:
     """A graceful stop (``docker stop``): jobs at the provider end and are settled before
     the process exits; queued jobs stay queued for the next start."""
     url = f"sqlite:///{tmp_path}/stop.db"
     async with RunwareEmulator(api_key=KEY, processing_delay=1.5) as emulator:
-        env = worker_env(url, emulator, tmp_path)
-        env.update(BANANABOT_CONCURRENCY="3", BANANABOT_SHUTDOWN_GRACE="30")
-        settings = Settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
-        async with build_app(settings) as app:
-            origin = Origin(platform="cli", workspace_id="ws", channel_id="c", user_id="u")
-            for index in range(6):
-                await app.service.submit(
-                    ImageRequest(prompt=f"stop test image {index}"),
-                    origin,
-                    idempotency_key=f"stop-{index}",
-                )
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "worker", cwd=tmp_path, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        worker = await worker_with_jobs(url, emulator, tmp_path, jobs=6, grace="30")
         try:
             await wait_until(lambda: len(creates(emulator)) >= 3, 60, "three tasks were sent")
         finally:
@@ -200,21 +205,7 @@ async def test_sigint_lets_running_jobs_finish_and_takes_no_new_ones(tmp_path: P
 async def test_a_second_sigint_stops_at_once_leaving_jobs_for_recovery(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/hurry.db"
     async with RunwareEmulator(api_key=KEY, processing_delay=30.0) as emulator:
-        env = worker_env(url, emulator, tmp_path)
-        env.update(BANANABOT_CONCURRENCY="3", BANANABOT_SHUTDOWN_GRACE="120")
-        settings = Settings(_env_file=None, **{k: v for k, v in env.items() if k.isupper()})
-        async with build_app(settings) as app:
-            origin = Origin(platform="cli", workspace_id="ws", channel_id="c", user_id="u")
-            for index in range(3):
-                await app.service.submit(
-                    ImageRequest(prompt=f"hurry test image {index}"),
-                    origin,
-                    idempotency_key=f"hurry-{index}",
-                )
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "worker", cwd=tmp_path, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        worker = await worker_with_jobs(url, emulator, tmp_path, jobs=3, grace="120")
         try:
             await wait_until(lambda: len(creates(emulator)) >= 3, 60, "three tasks were sent")
             worker.send_signal(signal.SIGINT)
