@@ -433,7 +433,7 @@ async def run(settings: Settings, *, adapters: bool = True) -> None:
             )
             for waiter in (draining, hurried):
                 waiter.cancel()
-            log.info("shutting down")
+            log.info("closing adapters, workers and servers")
             for task in tasks:
                 task.cancel()
     except* ConfigurationError as failed:
