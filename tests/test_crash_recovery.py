@@ -186,7 +186,7 @@ async def test_sigint_lets_running_jobs_finish_and_takes_no_new_ones(tmp_path: P
     """A graceful stop (``docker stop``): jobs at the provider end and are settled before
     the process exits; queued jobs stay queued for the next start."""
     url = f"sqlite:///{tmp_path}/stop.db"
-    async with RunwareEmulator(api_key=KEY, processing_delay=1.5) as emulator:
+    async with RunwareEmulator(api_key=KEY, processing_delay=5.0) as emulator:
         worker = await worker_with_jobs(url, emulator, tmp_path, jobs=6, grace="30")
         try:
             await wait_until(lambda: len(creates(emulator)) >= 3, 60, "three tasks were sent")
