@@ -33,6 +33,8 @@ from datetime import datetime
 from bot.money import format_usd as _usd
 
 __all__ = [
+    "INTERRUPTED",
+    "PROVIDER_REMOVED",
     "BananabotError",
     "BudgetExceeded",
     "ConfigurationError",
@@ -51,6 +53,12 @@ __all__ = [
     "SafetyBlocked",
     "UserInputError",
 ]
+
+INTERRUPTED = "interrupted"
+"""Failure code (no exception): bananabot stopped while a provider that cannot be polled
+again (the Gemini API) was working on the job; refunded."""
+PROVIDER_REMOVED = "provider_removed"
+"""Failure code (no exception): the job's provider is no longer configured; refunded."""
 
 
 class BananabotError(Exception):

@@ -304,7 +304,9 @@ class JobQueue(Protocol):
     async def fail(
         self, job_id: str, code: str, message: str, now: datetime, *, cancelled: bool = False
     ) -> Job:
-        """Mark a job failed (or cancelled) and refund its reservation in full. Idempotent."""
+        """Mark a job failed (or cancelled) and refund its reservation in full. Idempotent:
+        a terminal job comes back unchanged; so does one no longer queued when
+        ``cancelled`` (started work is billed, so only a queued job can be cancelled)."""
         ...
 
 

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from bot.budgets import CapUsage
 from bot.catalog import Catalog
 from bot.errors import (
+    INTERRUPTED,
+    PROVIDER_REMOVED,
     BananabotError,
     BudgetExceeded,
     InvalidRequest,
@@ -97,10 +99,23 @@ _PROVIDER_TEXT = {
 }
 
 
+_STOP_TEXT = {
+    INTERRUPTED: (
+        "bananabot restarted while the image provider was working on this, and that "
+        "provider's answer cannot be fetched again; please try again."
+    ),
+    PROVIDER_REMOVED: (
+        "The image provider this job was queued for is no longer set up here; please try again."
+    ),
+}
+
+
 def render_failure(code: str, message: str) -> str:
     """Text for a stored failure (``Failed`` update or a job row), keyed on its code."""
     if code in _PROVIDER_TEXT:
         return _PROVIDER_TEXT[code] + " You were not charged."
+    if code in _STOP_TEXT:
+        return _STOP_TEXT[code] + " You were not charged."
     if code == "cancelled":
         return "Cancelled; you were not charged."
     if code in _USER_CODES and message:

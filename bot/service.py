@@ -472,9 +472,14 @@ class ImageService:
             raise InvalidRequest(
                 "job", f"job {job_id} is {job.status.value} and cannot be cancelled"
             )
-        return await self._jobs.fail(
+        cancelled = await self._jobs.fail(
             job_id, "cancelled", "cancelled", self._clock(), cancelled=True
         )
+        if cancelled.status is not JobStatus.CANCELLED:  # a worker claimed it meanwhile
+            raise InvalidRequest(
+                "job", f"job {job_id} is {cancelled.status.value} and cannot be cancelled"
+            )
+        return cancelled
 
     async def job(self, job_id: str) -> tuple[Job, list[ResultImage]]:
         """A job and its images. Raises: NotFound."""

@@ -10,7 +10,14 @@ from datetime import datetime, timedelta
 
 from bot.budgets import tightest
 from bot.catalog import Catalog
-from bot.errors import BananabotError, ProviderError, ProviderUnavailable
+from bot.delivery import outcome_of
+from bot.errors import (
+    INTERRUPTED,
+    PROVIDER_REMOVED,
+    BananabotError,
+    ProviderError,
+    ProviderUnavailable,
+)
 from bot.health import ProviderHealth
 from bot.interfaces import (
     Delivery,
@@ -26,7 +33,7 @@ from bot.interfaces import (
     TaskIdCallback,
     Telemetry,
 )
-from bot.models import Done, Failed, Generating, Job, JobStatus, Queued, ResultImage
+from bot.models import Done, Generating, Job, JobStatus, Queued, ResultImage
 from bot.service import Clock, utcnow
 
 __all__ = ["Worker"]
@@ -168,7 +175,7 @@ class Worker:
                 # Its provider was removed from the configuration: refund rather than hold
                 # the person's money for a job nothing will ever run.
                 await self._fail(
-                    job, "provider_unavailable", f"provider {job.provider} is not configured"
+                    job, PROVIDER_REMOVED, f"provider {job.provider} is not configured"
                 )
         self.wake()
 
@@ -184,7 +191,7 @@ class Worker:
             provider = self._providers.get(job.provider)
             if provider is None:
                 await self._fail(
-                    job, "provider_unavailable", f"provider {job.provider} is not configured"
+                    job, PROVIDER_REMOVED, f"provider {job.provider} is not configured"
                 )
             elif job.provider_task_id and provider.capabilities.resumable:
                 log.info("resuming job", extra={"job": job.id, "provider": job.provider})
@@ -193,7 +200,7 @@ class Worker:
             elif job.provider_task_id:
                 await self._fail(
                     job,
-                    "interrupted",
+                    INTERRUPTED,
                     "bananabot stopped while the provider was working on this job, and this "
                     "provider's answer cannot be fetched again; nothing was charged",
                 )
@@ -323,6 +330,8 @@ class Worker:
             return
         except Exception as exc:
             log.exception("job crashed", extra={"job": job.id, "provider": job.provider})
+            # Says nothing about the provider, but a half-open breaker's trial must end.
+            self._health.release_trial(job.provider)
             await self._fail(job, "internal_error", f"internal error ({type(exc).__name__})")
             return
         self._health.record(job.provider, None)
@@ -414,10 +423,9 @@ class Worker:
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         failed = await self._jobs.fail(job.id, code, message, self._clock())
+        # Already ended (another process finished it first): deliver what really happened.
         await self._delivery.on_update(
-            Failed(
-                job=failed, error_code=code, message=message, refunded_micros=job.estimate_micros
-            )
+            await outcome_of(failed, self._reader, self._ledger, self._clock())
         )
 
     async def _position_loop(self) -> None:

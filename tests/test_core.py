@@ -8,6 +8,8 @@ import pytest
 
 from bot.budgets import BudgetCap, CapScope, Period
 from bot.errors import (
+    INTERRUPTED,
+    PROVIDER_REMOVED,
     BudgetExceeded,
     InvalidRequest,
     NotFound,
@@ -393,8 +395,19 @@ async def test_queued_jobs_of_a_provider_no_longer_configured_are_refunded_at_st
     async with asyncio.TaskGroup() as group:
         await worker.recover(group)
     failed = await core.store.get_job(orphan.id)
-    assert failed.status is JobStatus.FAILED and failed.error_code == "provider_unavailable"
+    assert failed.status is JobStatus.FAILED and failed.error_code == PROVIDER_REMOVED
     assert await core.store.ledger_totals() == {"reserve": NB2_1K, "release": -NB2_1K}
+    (told,) = [u for u in core.recorder.updates if isinstance(u, Failed)]
+    assert render_failure(told.error_code, told.message) == (
+        "The image provider this job was queued for is no longer set up here; please try "
+        "again. You were not charged."
+    )
+
+
+def test_a_job_cut_off_on_a_provider_that_cannot_be_polled_says_so() -> None:
+    assert render_failure(INTERRUPTED, "x").startswith(
+        "bananabot restarted while the image provider was working on this"
+    )
 
 
 def test_not_found_reads_as_its_own_sentence() -> None:

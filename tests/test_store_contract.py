@@ -311,6 +311,17 @@ async def test_fail_and_cancel_refund_in_full(store: Store) -> None:
     assert await store.get_results(a.id) == []
 
 
+async def test_only_a_queued_job_can_be_cancelled(store: Store) -> None:
+    """A cancel that loses the race with a claim changes nothing: the provider bills
+    started work, so the job keeps its reservation and runs on."""
+    (a,) = await queue(store, job("a"))
+    claimed = await store.claim("p", NOW)
+    assert claimed is not None and claimed.id == a.id
+    still = await store.fail(a.id, "cancelled", "by the user", NOW, cancelled=True)
+    assert still.status is JobStatus.RUNNING
+    assert await store.ledger_totals() == {"reserve": 100_000}
+
+
 async def test_settlement_is_idempotent_and_a_terminal_job_never_changes(store: Store) -> None:
     a, b = await queue(store, job("a"), job("b"))
     done = await store.finish(a.id, [image(a.id, 0)], 30_000, NOW)
@@ -544,11 +555,14 @@ async def test_cap_totals_stay_true_to_the_ledger_through_a_mix_of_operations(
             refused += 1
     assert accepted and refused  # the caps bit
     for i, j in enumerate(accepted):
+        if i % 6 == 4:  # cancelled while queued
+            await store.fail(j.id, "x", "y", NOW, cancelled=True)
+            continue
         await store.claim("p", NOW, job_id=j.id)
         if i % 3 == 0:
             await store.finish(j.id, [image(j.id, 0)], 25_000 + i, NOW)
         elif i % 3 == 1:
-            await store.fail(j.id, "x", "y", NOW, cancelled=i % 2 == 0)
+            await store.fail(j.id, "x", "y", NOW)
     # A cap changed, one removed and set again, one new: all backfilled from the ledger.
     await store.set_cap(cap(CapScope.USER, "alice", 450_000, Period.DAY), NOW)
     assert await store.remove_cap(caps[2])

@@ -555,7 +555,9 @@ class PostgresStore:
         self, job_id: str, code: str, message: str, now: datetime, *, cancelled: bool = False
     ) -> Job:
         """Mark a job failed (or cancelled) and refund its reservation in full. Idempotent:
-        a terminal job is returned unchanged. ``message`` is kept to 2,000 characters.
+        a terminal job is returned unchanged, and so is a job that is no longer queued when
+        ``cancelled`` (the provider bills started work). ``message`` is kept to 2,000
+        characters.
 
         Raises:
             bot.errors.NotFound: no such job.
@@ -565,7 +567,7 @@ class PostgresStore:
 
         async def body(conn: _Conn) -> Job:
             row = await self._locked_job(conn, job_id)
-            if row["status"] in _TERMINAL:
+            if row["status"] in _TERMINAL or (cancelled and row["status"] != "queued"):
                 return job_from_row(row)
             await self._ledger(
                 conn, row, [("release", -row["estimate_micros"])], row["created_at"], now

@@ -409,7 +409,7 @@ class SqliteStore:
     ) -> Job:
         async with self._write() as db:
             row = await self._job_row(db, job_id)
-            if row["status"] in _TERMINAL:
+            if row["status"] in _TERMINAL or (cancelled and row["status"] != "queued"):
                 return job_from_row(row)
             period_at = row["created_at"]  # the reservation's time: all entries count there
             await self._ledger(db, row, [("release", -row["estimate_micros"])], period_at, now)
