@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from bot.media.store import FileMediaStore
 from bot.models import ImageRequest
 from bot.policy import ChannelPolicy
 from bot.storage import SqliteStore
+from bot.worker import Worker
 from tests.conftest import Core, origin
 from tests.fakes.provider import ScriptedProvider
 
@@ -122,3 +124,35 @@ async def test_a_run_of_provider_failures_opens_the_breaker_in_the_worker(
     await asyncio.sleep(0.3)
     assert running.worker.health.state("scripted") is BreakerState.OPEN
     assert len(scripted.calls) <= failures + 1  # at most the in-flight one beyond the threshold
+
+
+async def test_a_trial_job_that_crashes_inside_bananabot_lets_the_next_trial_run(
+    core: Core, scripted: ScriptedProvider
+) -> None:
+    clock = Clock()
+    health = ProviderHealth(core.providers, clock=clock)
+    worker = Worker(
+        catalog=core.catalog, jobs=core.store, reader=core.store, ledger=core.store,
+        media=core.media, providers=core.providers, delivery=core.recorder, health=health,
+        idle_poll=0.05,
+    )  # fmt: skip
+    for _ in range(5):
+        health.record("scripted", DOWN)
+    clock.now += 31  # past the cool-down: one trial may run
+    crashes = [KeyError("a bug, not the provider")]
+    scripted.outcome = lambda task: crashes.pop() if crashes else None  # type: ignore[assignment,return-value]
+    first, second = [
+        await core.service.submit(
+            ImageRequest(prompt="a lighthouse"), origin(f"u{i}"), idempotency_key=f"k{i}"
+        )
+        for i in range(2)
+    ]
+    running = asyncio.create_task(worker.run())
+    try:
+        await core.recorder.wait_for(first.job.id, "failed")
+        await core.recorder.wait_for(second.job.id, "done")  # the next trial was let through
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert health.state("scripted") is BreakerState.CLOSED
