@@ -1,11 +1,13 @@
-"""Shared provider retries: a call counts as never sent only if no try reached the provider."""
+"""Shared provider retries: a create counts as never sent only if no try reached the
+provider; a poll or download is always about work the provider has; a create without an
+idempotency key is never repeated after a lost answer; a long Retry-After ends retries."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.errors import ProviderRejected, ProviderUnavailable
-from bot.providers.http import with_retries
+from bot.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
+from bot.providers.http import parse_retry_after, with_retries
 
 
 async def test_connect_errors_on_every_try_stay_never_sent() -> None:
@@ -17,8 +19,55 @@ async def test_connect_errors_on_every_try_stay_never_sent() -> None:
         raise ProviderUnavailable("p", "refused", sent=False)
 
     with pytest.raises(ProviderUnavailable) as caught:
-        await with_retries(once, attempts=3, retry_budget=5)
+        await with_retries(once, attempts=3, retry_budget=5, refused_statuses=())
     assert tries == 3 and caught.value.sent is False
+
+
+async def test_a_poll_that_cannot_connect_is_about_work_the_provider_has() -> None:
+    async def once() -> None:
+        raise ProviderUnavailable("p", "refused", sent=False)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await with_retries(once, attempts=2, retry_budget=5)
+    assert caught.value.sent is True, "a poll's failure must never let the job move on"
+
+
+async def test_a_create_without_idempotency_is_not_repeated_after_a_lost_answer() -> None:
+    answers = [
+        ProviderUnavailable("p", "refused", sent=False),  # certainly refused: tried again
+        ProviderUnavailable("p", "read timeout"),  # may have been accepted: never again
+        ProviderUnavailable("p", "refused", sent=False),
+    ]
+    tries = 0
+
+    async def once() -> None:
+        nonlocal tries
+        tries += 1
+        raise answers.pop(0)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await with_retries(
+            once, attempts=3, retry_budget=5, refused_statuses=(429,), idempotent=False
+        )
+    assert tries == 2 and caught.value.sent is True
+
+
+async def test_a_wait_longer_than_the_budget_gives_up_at_once() -> None:
+    tries = 0
+
+    async def once() -> None:
+        nonlocal tries
+        tries += 1
+        raise ProviderRateLimited("p", "slow down", 429, retry_after=30.0)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        await with_retries(once, attempts=5, retry_budget=2, refused_statuses=(429,))
+    assert tries == 1 and caught.value.sent is False  # refused: free to fail over
+
+
+@pytest.mark.parametrize("header", ["inf", "1e999", "-1", "nan", "soon"])
+def test_odd_retry_after_values_are_ignored(header: str) -> None:
+    assert parse_retry_after(header) is None
 
 
 async def test_a_try_that_reached_the_provider_makes_the_call_sent() -> None:
@@ -31,7 +80,7 @@ async def test_a_try_that_reached_the_provider_makes_the_call_sent() -> None:
         raise answers.pop(0)
 
     with pytest.raises(ProviderUnavailable) as caught:
-        await with_retries(once, attempts=2, retry_budget=5)
+        await with_retries(once, attempts=2, retry_budget=5, refused_statuses=())
     assert caught.value.sent is True
 
 

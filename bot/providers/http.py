@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
@@ -36,14 +37,15 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form); None if absent or odd."""
+    """Seconds from a ``Retry-After`` header (delta-seconds form); None if absent, negative,
+    infinite or otherwise odd."""
     if value is None:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if 0 <= seconds < math.inf else None
 
 
 def read_model(response: httpx.Response, model: type[M], *, provider: str) -> M:
@@ -81,39 +83,60 @@ async def with_retries(
     *,
     attempts: int,
     retry_budget: float,
-    refused_statuses: Collection[int] = (),
+    refused_statuses: Collection[int] | None = None,
+    idempotent: bool = True,
 ) -> T:
-    """Call ``once`` until it succeeds, retrying per :func:`retry_hook`.
+    """Call ``once`` until it succeeds, retrying per :func:`retry_hook`; a wait the provider
+    asks for that is longer than ``retry_budget`` ends the retries at once.
 
-    The error raised at the end says whether the provider may have accepted the work:
-    ``ProviderUnavailable.sent`` is False only when no try could have been accepted, so a
-    caller may treat the call as never made (and route the job elsewhere) only then. A try
+    For a create (``refused_statuses`` given), the error raised at the end says whether the
+    provider may have accepted the work: ``ProviderUnavailable.sent`` is False only when no
+    try could have been accepted, so a caller may route the job elsewhere only then. A try
     could not have been accepted when it never reached the provider (connection refused),
-    or when it was answered with one of ``refused_statuses``.
+    or when it was answered with one of ``refused_statuses``. Anything else (a poll, a
+    download) works on what the provider already accepted, so its errors are always sent.
 
     Args:
         attempts: tries at most.
         retry_budget: seconds for all tries, waits included.
-        refused_statuses: HTTP statuses that prove a *create* was refused, not accepted
-            (429 for every provider; 5xx too where the provider assigns the run id in its
-            answer, so no run exists without one). Leave empty for polls.
+        refused_statuses: for a create, the HTTP statuses that prove it was refused (429
+            for every provider; 5xx too where the provider assigns the run id in its
+            answer, so no run exists without one). None: not a create.
+        idempotent: False where repeating a try the provider may have accepted could pay
+            twice (Runflow's and Runbase's creates: no idempotency key); then only tries
+            that were certainly refused are repeated, and a lost answer is an unknown
+            outcome (reliability-security-perf.md: never blind-retry).
 
     Raises:
         ProviderError: the last try's error; a refusal in ``refused_statuses`` with no try
             possibly accepted becomes ``ProviderUnavailable(sent=False)``.
     """
+    create = refused_statuses is not None
+    refusals = refused_statuses or ()
     accepted = False  # some try may have been accepted by the provider
+
+    def retry(exc: Exception) -> bool | float:
+        wait = retry_hook(exc)
+        if wait is False or (not isinstance(wait, bool) and wait > retry_budget):
+            return False
+        if not idempotent and isinstance(exc, ProviderError):
+            certainly_refused = exc.status in refusals or (
+                isinstance(exc, ProviderUnavailable) and not exc.sent
+            )
+            return wait if certainly_refused else False
+        return wait
+
     try:
         async for attempt in stamina.retry_context(
-            on=retry_hook, attempts=attempts, timeout=retry_budget
+            on=retry, attempts=attempts, timeout=retry_budget
         ):
             with attempt:
                 try:
                     return await once()
                 except ProviderError as exc:
-                    refused = exc.status in refused_statuses
+                    refused = exc.status in refusals
                     unsent = isinstance(exc, ProviderUnavailable) and not exc.sent
-                    accepted = accepted or not (unsent or refused)
+                    accepted = accepted or not create or not (unsent or refused)
                     if isinstance(exc, ProviderUnavailable):
                         exc.sent = accepted or (exc.sent and not refused)
                     raise
@@ -121,7 +144,7 @@ async def with_retries(
         # Only retryable refusals (rate limits, outages); a 429 meaning "quota used up"
         # (Runbase USAGE_EXCEEDED) stays a quota error the operator must see.
         retryable = isinstance(exc, ProviderRateLimited | ProviderUnavailable)
-        if retryable and not accepted and exc.status in refused_statuses:
+        if retryable and not accepted and exc.status in refusals:
             raise _unsent(exc) from exc
         raise
     raise AssertionError("unreachable")  # pragma: no cover

@@ -269,7 +269,9 @@ class RunflowProvider:
             lambda: self._call_once(method, path, body),
             attempts=self._attempts,
             retry_budget=self._retry_timeout,
-            refused_statuses=CREATE_REFUSALS if method == "POST" else (),
+            refused_statuses=CREATE_REFUSALS if method == "POST" else None,
+            # No idempotency key: a create whose answer was lost is not sent again.
+            idempotent=method != "POST",
         )
 
     async def _call_once(self, method: str, path: str, body: dict[str, Any] | None) -> Run:

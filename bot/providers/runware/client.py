@@ -233,12 +233,14 @@ class RunwareProvider:
         )
 
     async def _call(
-        self, tasks: list[dict[str, Any]], refused_statuses: tuple[int, ...] = ()
+        self, tasks: list[dict[str, Any]], refused_statuses: tuple[int, ...] | None = None
     ) -> Envelope:
         """POST one task array, retrying retryable failures (honouring Retry-After).
 
         ``refused_statuses``: for the create, 429 only: the taskUUID is ours, so after a 5xx
-        the task may exist, and the job stays here (polled, never sent elsewhere)."""
+        the task may exist, and the job stays here (polled, never sent elsewhere); a create
+        repeated after a lost answer is answered ``conflictTaskUUID`` and polled. None for
+        polls."""
         return await with_retries(
             lambda: self._post_once(tasks),
             attempts=self._attempts,
