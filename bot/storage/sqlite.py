@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ __all__ = ["SqliteStore"]
 log = logging.getLogger(__name__)
 
 _TERMINAL = ("succeeded", "failed", "cancelled")
+_CAP_TOTALS_VERSION = 2
+"""The migration that added ``cap_totals`` (empty: existing caps are filled after it)."""
 
 
 async def _one(
@@ -173,6 +175,19 @@ class SqliteStore:
             await db.executescript(
                 f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={version};\nCOMMIT;"
             )
+        if 0 < current < _CAP_TOTALS_VERSION:
+            # cap_totals came in empty: fill the current period of every existing cap from
+            # the ledger, or an upgrade would forget what was already spent and held.
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                async with db.execute("SELECT * FROM budget_caps") as cur:
+                    caps = [cap_from_row(row) async for row in cur]
+                for cap in caps:
+                    await self._fill_totals(db, cap, datetime.now(UTC))
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
 
     @property
     def _r(self) -> aiosqlite.Connection:
@@ -557,21 +572,7 @@ class SqliteStore:
                 (cap.scope.value, cap.workspace_id, cap.scope_id, cap.period.value),
             )
             if known is None:
-                # A new cap: its current period's totals start from the ledger's sums.
-                (usage,) = await self._ledger_usage(db, [cap], now)
-                await db.execute(
-                    """INSERT OR REPLACE INTO cap_totals (scope, workspace_id, scope_id, period,
-                       period_start, spent_micros, held_micros) VALUES (?,?,?,?,?,?,?)""",
-                    (
-                        cap.scope.value,
-                        cap.workspace_id,
-                        cap.scope_id,
-                        cap.period.value,
-                        _period_key(cap.period, now),
-                        usage.spent_micros,
-                        usage.held_micros,
-                    ),
-                )
+                await self._fill_totals(db, cap, now)
             await db.execute(
                 """INSERT INTO budget_caps (scope, workspace_id, scope_id, period, limit_micros,
                    updated_at) VALUES (?,?,?,?,?,?)
@@ -587,6 +588,24 @@ class SqliteStore:
                     ts(now),
                 ),
             )
+
+    async def _fill_totals(self, db: aiosqlite.Connection, cap: BudgetCap, now: datetime) -> None:
+        """Set a cap's current-period totals to the ledger's sums (a new cap, or caps that
+        predate the totals), in the caller's transaction."""
+        (usage,) = await self._ledger_usage(db, [cap], now)
+        await db.execute(
+            """INSERT OR REPLACE INTO cap_totals (scope, workspace_id, scope_id, period,
+               period_start, spent_micros, held_micros) VALUES (?,?,?,?,?,?,?)""",
+            (
+                cap.scope.value,
+                cap.workspace_id,
+                cap.scope_id,
+                cap.period.value,
+                _period_key(cap.period, now),
+                usage.spent_micros,
+                usage.held_micros,
+            ),
+        )
 
     async def remove_cap(self, cap: BudgetCap) -> bool:
         async with self._write() as db:
