@@ -272,9 +272,14 @@ async def _imagine(args: argparse.Namespace, settings: Settings) -> int:
 async def _work_one(app: App, job_id: str, provider: str, progress: _Progress) -> Done | Failed:
     async with asyncio.TaskGroup() as group:
         spinner = group.create_task(progress.spin())
-        job = await app.store.claim(provider, _now(), job_id)
-        if job is not None:
+        # A provider that refuses the connection hands the job to the next one (failover):
+        # claim it again there until it has an outcome.
+        while not progress.outcome.done():
+            job = await app.store.claim(provider, _now(), job_id)
+            if job is None:
+                break
             await app.worker.run_job(job)
+            provider = (await app.store.get_job(job_id)).provider
         outcome = await progress.outcome
         spinner.cancel()
     return outcome

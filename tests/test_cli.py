@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from bot.money import usd_to_micros
 from bot.storage import SqliteStore
 from tests.fakes.provider import png_bytes
 from tests.fakes.runware import RunwareEmulator
+from tests.procs import OUR_PREFIXES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runware-seed-examples.json"
 EXAMPLES: list[dict[str, Any]] = json.loads(FIXTURE.read_text("utf-8"))["examples"]
@@ -26,11 +28,7 @@ SECRET = "rw-test-key-0123456789"
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("BANANABOT_", "RUNWARE_", "DATABASE_URL"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith((*OUR_PREFIXES, "DATABASE_URL"))}
     env.update(
         {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
@@ -146,6 +144,26 @@ def test_database_passwords_are_masked() -> None:
     )
     assert masked_url("postgresql://bot@[::1]/b") == "postgresql://bot@[::1]/b"
     assert masked_url("sqlite:///bananabot.db") == "sqlite:///bananabot.db"
+
+
+async def test_imagine_follows_a_failover_to_the_next_provider(tmp_path: Path) -> None:
+    """Runware refuses the connection: the job moves to the sandbox and the CLI follows it
+    there instead of waiting for ever."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens here once the socket closes
+    env = env_for(
+        tmp_path,
+        RUNWARE_API_KEY="rw-key",
+        RUNWARE_API_URL=f"http://127.0.0.1:{closed}/v1",
+        BANANABOT_PROVIDERS="runware,sandbox",
+    )
+    code, out, err = await bananabot(
+        "imagine", "a red barn", "--out", str(tmp_path / "out"), env=env, cwd=tmp_path
+    )
+    assert code == 0, err
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert line["provider"] == "sandbox" and Path(line["path"]).is_file()
 
 
 async def test_budget_commands_work_beside_a_running_bot(tmp_path: Path) -> None:

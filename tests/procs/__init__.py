@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-_OURS = ("BANANABOT_", "DISCORD_", "SLACK_", "RUNWARE_", "RUNFLOW_", "RUNBASE_", "GEMINI_")
+OUR_PREFIXES = ("BANANABOT_", "DISCORD_", "SLACK_", "RUNWARE_", "RUNFLOW_", "RUNBASE_", "GEMINI_")
 
 
 def bot_env(tmp_path: Path, database_url: str, **settings: str) -> dict[str, str]:
@@ -21,7 +21,7 @@ def bot_env(tmp_path: Path, database_url: str, **settings: str) -> dict[str, str
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(_OURS) and name != "DATABASE_URL"
+        if not name.startswith(OUR_PREFIXES) and name != "DATABASE_URL"
     }
     env.update(
         DATABASE_URL=database_url,
