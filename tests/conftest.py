@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from bot.service import ImageService
 from bot.storage import SqliteStore
 from bot.worker import Worker
 from tests.fakes.provider import ScriptedProvider
+from tests.procs import OUR_PREFIXES
 
 
 @dataclass
@@ -70,6 +72,18 @@ def origin(user: str = "alice", channel: str = "general", nsfw: bool = False) ->
         reply_handle=f"handle-{user}",
         channel_nsfw=nsfw,
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads a developer's bananabot settings or credentials from the environment
+    (a real key would make tests spend money); the test switches (``BANANABOT_TEST_*``,
+    ``BANANABOT_REQUIRE_*``) stay."""
+    for name in list(os.environ):
+        if name.startswith(("BANANABOT_TEST_", "BANANABOT_REQUIRE_")):
+            continue
+        if name.startswith(OUR_PREFIXES) or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -81,9 +81,13 @@ def test_the_secret_is_made_once_private_and_shared(tmp_path: Path) -> None:
 
 
 def test_build_links_needs_a_public_url_and_a_long_secret(tmp_path: Path) -> None:
-    assert build_links(Settings(BANANABOT_DATA_DIR=tmp_path)) is None
+    assert build_links(Settings(_env_file=None, BANANABOT_DATA_DIR=tmp_path)) is None
     made = build_links(
-        Settings(BANANABOT_DATA_DIR=tmp_path, BANANABOT_PUBLIC_URL="https://b.example.com/")
+        Settings(
+            _env_file=None,
+            BANANABOT_DATA_DIR=tmp_path,
+            BANANABOT_PUBLIC_URL="https://b.example.com/",
+        )
     )
     assert made is not None and made.link(KEY).startswith("https://b.example.com/media/")
     with pytest.raises(ConfigurationError, match="BANANABOT_MEDIA_LINK_SECRET"):
@@ -95,7 +99,7 @@ def test_build_links_needs_a_public_url_and_a_long_secret(tmp_path: Path) -> Non
             )
         )
     with pytest.raises(ValueError, match="http"):
-        Settings(BANANABOT_PUBLIC_URL="ftp://b.example.com")
+        Settings(_env_file=None, BANANABOT_PUBLIC_URL="ftp://b.example.com")
 
 
 @dataclass

@@ -54,8 +54,7 @@ async def running_playground(
         database_url=f"sqlite:///{tmp_path}/t.db",
         data_dir=tmp_path / "data",
         sandbox_delay=0,
-        runware_api_key=None,
-        providers=[],
+        providers=["sandbox"],
     )
     async with build_app(settings) as app:
         playground = WebPlayground(
