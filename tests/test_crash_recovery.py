@@ -64,10 +64,25 @@ async def all_jobs(store: Store) -> list[Job]:
 
 
 async def wait_until(check: Callable[[], object], seconds: float, what: str) -> None:
-    async with asyncio.timeout(seconds):
-        while not check():
-            await asyncio.sleep(0.05)
-    assert check(), what
+    """Poll ``check`` until true.
+
+    Raises:
+        AssertionError: naming ``what``, after ``seconds``.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            while not check():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {seconds:g} s: {what}") from None
+
+
+async def stopping(worker: asyncio.subprocess.Process) -> None:
+    """Wait until ``worker`` logs that it is shutting down (it handled the signal)."""
+    assert worker.stderr is not None
+    async with asyncio.timeout(30):
+        while b"shutting down" not in await worker.stderr.readline():
+            pass
 
 
 def creates(emulator: RunwareEmulator) -> Counter[str]:
@@ -103,7 +118,8 @@ async def test_kill_9_with_50_jobs_in_flight_loses_nothing_and_pays_once(
     backend: str, tmp_path: Path
 ) -> None:
     database = sqlite_url(tmp_path) if backend == "sqlite" else fresh_schema()
-    async with database as url, RunwareEmulator(api_key=KEY, processing_delay=2.0) as emulator:
+    # Tasks finish only once released: the kill catches every created one in flight.
+    async with database as url, RunwareEmulator(api_key=KEY, processing_delay=3600) as emulator:
         env = worker_env(url, emulator, tmp_path)
         await queue_jobs(env, JOBS)
         command = [sys.executable, "-m", "bot.cli", "worker"]
@@ -121,7 +137,9 @@ async def test_kill_9_with_50_jobs_in_flight_loses_nothing_and_pays_once(
         async with reader(url) as store:
             jobs = await all_jobs(store)
         in_flight = [j for j in jobs if j.status is JobStatus.RUNNING]
-        assert len(in_flight) >= 30, "the kill should catch jobs mid-flight"
+        assert len(in_flight) >= 40, "the kill should catch jobs mid-flight"
+        emulator.processing_delay = 0
+        emulator.release_all()
         # Every task the emulator received had its taskUUID stored first (so it is resumed
         # by polling, never created again).
         assert set(creates(emulator)) <= {j.provider_task_id for j in jobs}
@@ -186,14 +204,19 @@ async def test_sigint_lets_running_jobs_finish_and_takes_no_new_ones(tmp_path: P
     """A graceful stop (``docker stop``): jobs at the provider end and are settled before
     the process exits; queued jobs stay queued for the next start."""
     url = f"sqlite:///{tmp_path}/stop.db"
-    async with RunwareEmulator(api_key=KEY, processing_delay=5.0) as emulator:
+    async with RunwareEmulator(api_key=KEY, processing_delay=3600) as emulator:
         worker = await worker_with_jobs(url, emulator, tmp_path, jobs=6, grace="30")
         try:
             await wait_until(lambda: len(creates(emulator)) >= 3, 60, "three tasks were sent")
-        finally:
             worker.send_signal(signal.SIGINT)
+            await stopping(worker)
+            emulator.release_all()  # the provider finishes them during the grace
             async with asyncio.timeout(60):
                 _, err = await worker.communicate()
+        finally:
+            if worker.returncode is None:  # a failure above: leave no process behind
+                worker.kill()
+                await worker.wait()
         assert worker.returncode == 0, err.decode()[-3000:]
         async with reader(url) as store:
             jobs = await all_jobs(store)
@@ -204,12 +227,12 @@ async def test_sigint_lets_running_jobs_finish_and_takes_no_new_ones(tmp_path: P
 
 async def test_a_second_sigint_stops_at_once_leaving_jobs_for_recovery(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/hurry.db"
-    async with RunwareEmulator(api_key=KEY, processing_delay=30.0) as emulator:
+    async with RunwareEmulator(api_key=KEY, processing_delay=3600) as emulator:
         worker = await worker_with_jobs(url, emulator, tmp_path, jobs=3, grace="120")
         try:
             await wait_until(lambda: len(creates(emulator)) >= 3, 60, "three tasks were sent")
             worker.send_signal(signal.SIGINT)
-            await asyncio.sleep(0.5)
+            await stopping(worker)
         finally:
             worker.send_signal(signal.SIGINT)
             async with asyncio.timeout(60):

@@ -38,6 +38,8 @@ from tests.test_crash_recovery import KEY, all_jobs, creates, worker_env
 pytestmark = pytest.mark.timeout(180)
 ESTIMATE = 68_950  # Nano Banana 2, 1K, one image (catalog)
 ROOM = 30  # the cap has room for 30 jobs
+LEASE = 4.0
+"""Seconds; A touches its job every second, so only a 3 s stall could lose it to B."""
 
 
 def provider_calls(url: str) -> float:
@@ -126,7 +128,7 @@ async def test_a_live_instance_keeps_its_jobs_and_a_dead_ones_are_taken_over(
                     catalog=default_catalog(), store=store, media=FileMediaStore(tmp_path),
                     providers={"scripted": provider}, routing=["scripted"],
                     reference_client=client, default_policy=ChannelPolicy(), concurrency=2,
-                    idle_poll=0.05, position_interval=60, lease=1.0,
+                    idle_poll=0.05, position_interval=60, lease=LEASE,
                 )  # fmt: skip
                 recorder = Recorder()
                 router.register("test", recorder)
@@ -143,14 +145,14 @@ async def test_a_live_instance_keeps_its_jobs_and_a_dead_ones_are_taken_over(
                     await asyncio.sleep(0.02)
             running_b = asyncio.create_task(worker_b.run())
             try:
-                await asyncio.sleep(3.0)  # three leases: B must not take a job A touches
+                await asyncio.sleep(1.5 * LEASE)  # B must not take a job A touches
                 assert not provider.resumed
                 assert (await store_b.get_job(submitted.job.id)).status is JobStatus.RUNNING
                 running_a.cancel()  # A "dies": the job stays running, with its task id
                 with contextlib.suppress(asyncio.CancelledError):
                     await running_a
                 gate.set()
-                done = await recorder_b.wait_for(submitted.job.id, "done", timeout=15)
+                done = await recorder_b.wait_for(submitted.job.id, "done", timeout=5 * LEASE)
             finally:
                 running_b.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
