@@ -14,7 +14,10 @@ RUN pip install --no-cache-dir . && useradd --create-home --uid 10001 bananabot 
 
 USER bananabot
 VOLUME ["/data"]
-# 8080: the local playground (no login: publish it to localhost only); 3000: Slack HTTP mode.
+# 8080: /healthz, /metrics, /media/<token>, /callbacks/runflow, and the playground where no
+# chat adapter runs (no login: then publish it to localhost only); 3000: Slack HTTP mode.
 EXPOSE 8080 3000
+# /healthz answers 503 when the store or the workers fail (urlopen raises on it).
+HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"
 ENTRYPOINT ["bananabot"]
 CMD ["run"]
