@@ -27,8 +27,13 @@ CREATE TABLE jobs (
     notices_json JSONB NOT NULL DEFAULT '[]',
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at TIMESTAMPTZ NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL
+    updated_at TIMESTAMPTZ NOT NULL,
+    -- Delivery outbox: a finished job is posted once, by a process whose adapter serves its
+    -- platform; delivered_at marks it posted, delivery_lease_until keeps a second process off.
+    delivered_at TIMESTAMPTZ,
+    delivery_lease_until TIMESTAMPTZ
 );
+CREATE INDEX jobs_undelivered ON jobs (platform, status, seq) WHERE delivered_at IS NULL;
 -- The queue is the small part of the table: partial indexes keep claims off finished jobs.
 CREATE INDEX jobs_claim ON jobs (provider, fair_round, seq) WHERE status = 'queued';
 CREATE INDEX jobs_queue ON jobs (fair_round, seq) WHERE status = 'queued';
