@@ -16,14 +16,13 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.errors import BudgetExceeded
-from bot.models import BudgetLeft, Origin
+from bot.models import BudgetLeft
 
 __all__ = [
     "BudgetCap",
     "CapScope",
     "CapUsage",
     "Period",
-    "cap_keys",
     "cap_label",
     "first_exceeded",
     "period_bounds",
@@ -86,15 +85,6 @@ class CapUsage:
     @property
     def left_micros(self) -> int:
         return max(0, self.cap.limit_micros - self.spent_micros - self.held_micros)
-
-
-def cap_keys(origin: Origin) -> tuple[tuple[CapScope, str], ...]:
-    """The (scope, scope_id) pairs whose caps apply to a job from ``origin``."""
-    return (
-        (CapScope.USER, origin.user_id),
-        (CapScope.CHANNEL, origin.channel_id),
-        (CapScope.WORKSPACE, origin.workspace_id),
-    )
 
 
 def period_bounds(period: Period, now: datetime) -> tuple[datetime | None, datetime | None]:

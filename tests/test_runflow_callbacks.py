@@ -148,7 +148,10 @@ def test_the_receiver_checks_signatures_and_envelopes() -> None:
     unsigned = CallbackReceiver(notify, None)
     assert unsigned.receive(b"[" * 100_000, {}) == 400
     assert unsigned.receive(b"\xff\xfe", {}) == 400
-    assert unsigned.receive(b'{"run_id": 7}', {}) == 400
-    assert unsigned.receive(b'{"run_id": ""}', {}) == 400
-    assert unsigned.receive(b'{"run_id": "r2"}', {}) == 200
+    assert unsigned.receive(b'{"event": "run.completed", "status": "succeeded"}', {}) == 400
+    assert unsigned.receive(b'{"event": "e", "status": "s", "run_id": 7}', {}) == 400
+    assert unsigned.receive(b'{"event": "e", "status": "s", "run_id": ""}', {}) == 400
+    assert (
+        unsigned.receive(b'{"event": "run.failed", "status": "failed", "run_id": "r2"}', {}) == 200
+    )
     assert told == ["r1", "r2"]

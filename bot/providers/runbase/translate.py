@@ -52,6 +52,7 @@ DEFAULT_MODEL_IDS: Mapping[str, str] = {
 """Runbase model ids (seeds/003_* ``google/nano-banana-pro``, 004_* ``google/nano-banana-2``)."""
 
 TIERS = frozenset({"1K", "2K", "4K"})
+"""seeds/003_*, 004_*: ``resolution`` "Options: 1K 2K 4K" for both models (no 0.5K)."""
 UNSUPPORTED_FIELDS = frozenset(
     {
         *("seed", "output_format", "output_quality", "temperature", "top_p"),
@@ -61,7 +62,6 @@ UNSUPPORTED_FIELDS = frozenset(
 )
 """Request fields Runbase has no input for (seeds 003/004); a safety tolerance among them,
 so a channel policy stricter than the provider default cannot be applied there."""
-"""seeds/003_*, 004_*: ``resolution`` "Options: 1K 2K 4K" for both models (no 0.5K)."""
 
 _COMMON = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "auto")
 ASPECT_RATIOS: Mapping[str, frozenset[str]] = {

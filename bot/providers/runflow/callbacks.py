@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable, Mapping
+
+from pydantic import ValidationError
+
+from bot.providers.runflow.wire import CallbackEvent
 
 __all__ = ["CALLBACK_PATH", "SIGNATURE_HEADER", "CallbackReceiver", "sign", "verify_signature"]
 
@@ -83,15 +86,12 @@ class CallbackReceiver:
             )
             return 401
         try:
-            envelope = json.loads(raw_body)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+            event = CallbackEvent.model_validate_json(raw_body)
+        except ValidationError:
             return 400
-        run_id = envelope.get("run_id") if isinstance(envelope, dict) else None
-        if not isinstance(run_id, str) or not 0 < len(run_id) <= 200:
-            return 400
-        polling = self._notify(run_id)
+        polling = self._notify(event.run_id)
         log.info(
             "runflow callback",
-            extra={"run_id": run_id, "event": str(envelope.get("event")), "polling": polling},
+            extra={"run_id": event.run_id, "event": event.event, "polling": polling},
         )
         return 200

@@ -95,7 +95,7 @@ class CallbackEvent(_Vendor):
     """
 
     event: str
-    run_id: str
+    run_id: str = Field(min_length=1, max_length=200)
     status: str
     output: RunOutput | None = None
     duration_ms: float | None = None
