@@ -25,6 +25,7 @@ from bot.app import App, build_app
 from bot.budgets import BudgetCap, CapScope, Period
 from bot.catalog import default_catalog
 from bot.models import Failed, ImageRequest, Job, Origin, ResultImage
+from bot.ops.server import OpsServer
 from bot.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -57,8 +58,14 @@ async def running_playground(
         providers=["sandbox"],
     )
     async with build_app(settings) as app:
+        # The operations routes beside the playground's, as ``bananabot run`` serves them.
+        ops = OpsServer(metrics=app.metrics, checks={}, media=app.media, links=app.links)
         playground = WebPlayground(
-            service=app.service, media=app.media, port=0, ping_interval=ping_interval
+            service=app.service,
+            media=app.media,
+            port=0,
+            ping_interval=ping_interval,
+            extra_routes=ops.routes(),
         )
         app.router.register(playground.platform, playground)
         serve_task = asyncio.create_task(playground.serve(), name="web")
@@ -87,8 +94,9 @@ def client() -> aiohttp.ClientSession:
 
 async def touch(http: aiohttp.ClientSession, base: str) -> None:
     """One request, so the session has its ``bb_session`` cookie before the event stream."""
-    async with http.get(f"{base}/healthz") as response:
+    async with http.get(f"{base}/api/config") as response:
         assert response.status == 200
+        assert "bb_session" in response.cookies
 
 
 @dataclass
@@ -459,6 +467,12 @@ async def test_cross_origin_and_foreign_host_requests_are_refused(tmp_path: Path
             f"{run.base}/api/history", headers={"Host": "evil.example:8080"}
         ) as response:
             assert response.status == 403
+        # The operations routes are outside the guard: monitoring uses other host names.
+        async with http.get(
+            f"{run.base}/healthz", headers={"Host": "monitor.example:8080"}
+        ) as response:
+            assert response.status == 200
+            assert (await response.json())["status"] == "ok"
 
 
 async def test_pages_headers_and_session_cookie(tmp_path: Path) -> None:
@@ -478,7 +492,8 @@ async def test_pages_headers_and_session_cookie(tmp_path: Path) -> None:
         async with http.get(f"{run.base}/static/") as response:
             assert response.status in (403, 404)
         async with http.get(f"{run.base}/healthz") as response:
-            assert await response.text() == "ok"
+            assert response.status == 200
+            assert (await response.json())["status"] == "ok"
         async with http.get(f"{run.base}/api/nothing") as response:
             assert response.status == 404
             assert (await response.json())["error"]["code"] == "http_error"
@@ -570,6 +585,36 @@ async def test_event_hub_drops_the_oldest_and_replays_after_last_event_id() -> N
 
     hub.close()
     assert await early.next_batch(5) is None  # shutdown ends the stream at once
+
+
+async def test_event_hub_keeps_streaming_sessions_and_forgets_idle_ones_first() -> None:
+    hub = SessionHub(max_sessions=2)
+    for name in ("s1", "s2"):
+        hub.subscribe(name)
+    third = hub.subscribe("s3")  # every older session streams: none can be forgotten
+    hub.publish("s3", "queued", '{"n": 3}')
+    hub.publish("s4", "queued", '{"n": 4}')  # a new session while all others stream
+    batch = await third.next_batch(0.1)
+    assert batch is not None and [event.data for event in batch] == ['{"n": 3}']
+
+    async def replayed(hub: SessionHub, session_id: str, after: str) -> list[str]:
+        subscription = hub.subscribe(session_id, last_event_id=after)
+        events = await subscription.next_batch(0.01)
+        hub.unsubscribe(subscription)
+        return [event.data for event in events or []]
+
+    hub = SessionHub(max_sessions=3)
+    streams = {name: hub.subscribe(name) for name in ("s1", "s2", "s3")}
+    hub.publish("s2", "queued", '{"n": 2}')
+    hub.publish("s1", "queued", '{"n": 1}')  # s1 is now used more recently than s2
+    batch = await streams["s2"].next_batch(0.1)
+    assert batch is not None
+    before_all = batch[0].id.split(".")[0] + ".0"
+    hub.unsubscribe(streams["s1"])
+    hub.unsubscribe(streams["s2"])
+    hub.publish("s4", "queued", '{"n": 4}')  # room for s4: the older idle session goes
+    assert await replayed(hub, "s1", before_all) == ['{"n": 1}']
+    assert await replayed(hub, "s2", before_all) == []
 
 
 def test_a_failed_update_carries_the_failure_text() -> None:

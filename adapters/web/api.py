@@ -26,7 +26,15 @@ from adapters.web.uploads import MAX_FILE_BYTES, MAX_FILES, read_imagine_form
 from adapters.web.wire import HistoryView
 from bot.errors import InvalidRequest, NotFound
 from bot.interfaces import MediaStore
-from bot.models import Job, JobAction, JobStatus, JobUpdate, Origin, parse_request
+from bot.models import (
+    Job,
+    JobAction,
+    JobStatus,
+    JobUpdate,
+    Origin,
+    ResultImage,
+    parse_request,
+)
 from bot.service import ImageService
 
 __all__ = ["SESSION", "PlaygroundApi", "json_response"]
@@ -118,11 +126,16 @@ class PlaygroundApi:
     def _origin(self, request: web.Request) -> Origin:
         return web_origin(self._user_id, request[SESSION])
 
-    async def _own_job(self, job_id: str) -> Job:
-        job = await self._service.job(job_id)
-        if not owns(job[0], self._user_id):
+    async def _owned(self, job_id: str) -> tuple[Job, list[ResultImage]]:
+        """The job and its images, if they belong to the playground's person.
+
+        Raises:
+            NotFound: no such job, or someone else's (the same answer: nothing to probe).
+        """
+        job, images = await self._service.job(job_id)
+        if not owns(job, self._user_id):
             raise NotFound(f"no job {job_id}")
-        return job[0]
+        return job, images
 
     async def _position(self, job: Job) -> int | None:
         if job.status is not JobStatus.QUEUED:
@@ -163,7 +176,7 @@ class PlaygroundApi:
         action = JobAction(request.match_info["action"])
         index = int(request.match_info["index"])
         body = await _act_body(request)
-        await self._own_job(job_id)
+        await self._owned(job_id)
         submitted = await self._service.act(
             action,
             job_id,
@@ -192,9 +205,7 @@ class PlaygroundApi:
 
     async def job(self, request: web.Request) -> web.Response:
         """``GET /api/jobs/{job_id}``: status, money, error text and images."""
-        job, images = await self._service.job(request.match_info["job_id"])
-        if not owns(job, self._user_id):
-            raise NotFound(f"no job {job.id}")
+        job, images = await self._owned(request.match_info["job_id"])
         view = job_view(self._service.catalog, job, images, position=await self._position(job))
         return json_response(view)
 
@@ -205,9 +216,9 @@ class PlaygroundApi:
         positions = await self._service.positions(queued) if queued else {}
         views = []
         for job in jobs:
-            images = (
-                (await self._service.job(job.id))[1] if job.status is JobStatus.SUCCEEDED else []
-            )
+            images: list[ResultImage] = []
+            if job.status is JobStatus.SUCCEEDED:  # only succeeded jobs have images
+                _, images = await self._service.job(job.id)
             views.append(
                 job_view(self._service.catalog, job, images, position=positions.get(job.id))
             )
@@ -221,9 +232,9 @@ class PlaygroundApi:
     async def media(self, request: web.Request) -> web.Response:
         """``GET /media/{job_id}/{index}``: a result's bytes; 404 if withheld or unknown."""
         job_id, index = request.match_info["job_id"], int(request.match_info["index"])
-        job, images = await self._service.job(job_id)
+        _, images = await self._owned(job_id)
         found = next((image for image in images if image.index == index), None)
-        if not owns(job, self._user_id) or found is None or found.withheld:
+        if found is None or found.withheld:
             raise NotFound(f"job {job_id} has no image {index + 1} to show")
         data = await self._media.get(found.media_key)
         return web.Response(

@@ -41,10 +41,6 @@ class Subscription:
         self._ready = asyncio.Event()
         self._closed = False
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def push(self, event: StreamEvent) -> None:
         if len(self._events) == self._events.maxlen:
             self.dropped += 1
@@ -103,26 +99,29 @@ class SessionHub:
         self._counter = 0
         self._closed = False
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def _session(self, session_id: str) -> _Session:
+        """The session, now the most recently used; a new one after making room for it."""
         session = self._sessions.get(session_id)
-        if session is None:
-            session = _Session(backlog=deque(maxlen=self._backlog))
-            self._sessions[session_id] = session
-            self._forget_idle()
-        self._sessions.move_to_end(session_id)
+        if session is not None:
+            self._sessions.move_to_end(session_id)
+            return session
+        self._make_room()
+        session = _Session(backlog=deque(maxlen=self._backlog))
+        self._sessions[session_id] = session  # a new key goes last: most recently used
         return session
 
-    def _forget_idle(self) -> None:
-        excess = len(self._sessions) - self._max_sessions
-        for session_id in [s for s, v in self._sessions.items() if not v.subscribers]:
-            if excess <= 0:
-                break
-            del self._sessions[session_id]
-            excess -= 1
+    def _make_room(self) -> None:
+        """Forget the least recently used idle sessions so one more fits in ``max_sessions``.
+
+        Sessions with open streams are kept, so with every session streaming there may be
+        more than ``max_sessions`` of them for a while.
+        """
+        excess = len(self._sessions) + 1 - self._max_sessions
+        if excess <= 0:
+            return
+        idle = [key for key, session in self._sessions.items() if not session.subscribers]
+        for key in idle[:excess]:
+            del self._sessions[key]
 
     def publish(self, session_id: str, name: str, data: str) -> None:
         """Queue an event for every open stream of ``session_id`` and its backlog."""

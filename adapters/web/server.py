@@ -142,10 +142,7 @@ class WebPlayground:
         """The aiohttp application: pages, static files, JSON API, events and media."""
         app = web.Application(middlewares=[self._middleware()], client_max_size=1024**2)
         app.router.add_get("/", self._index)
-        if self._extra_routes:
-            app.router.add_routes(self._extra_routes)
-        else:
-            app.router.add_get("/healthz", self._healthz)
+        app.router.add_routes(self._extra_routes)
         app.router.add_static(
             "/static/",
             STATIC_DIR,
@@ -154,7 +151,6 @@ class WebPlayground:
         )
         app.router.add_routes(self._api.routes())
         app.on_response_prepare.append(self._on_prepare)
-        app.on_shutdown.append(self._on_shutdown)
         return app
 
     async def serve(self) -> None:
@@ -204,10 +200,9 @@ class WebPlayground:
             if refused is not None:
                 return refused
             cookie = request.cookies.get(SESSION_COOKIE)
-            request[_NEW_SESSION] = not _valid_session(cookie)
-            request[SESSION] = (
-                cookie if cookie and _valid_session(cookie) else (secrets.token_urlsafe(24))
-            )
+            session = cookie if _valid_session(cookie) else None
+            request[_NEW_SESSION] = session is None
+            request[SESSION] = session or secrets.token_urlsafe(24)
             api = request.path.startswith(("/api/", "/media/"))
             try:
                 return await handler(request)
@@ -251,11 +246,5 @@ class WebPlayground:
                 "HttpOnly; SameSite=Strict",
             )
 
-    async def _on_shutdown(self, app: web.Application) -> None:
-        self._hub.close()
-
     async def _index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")

@@ -33,9 +33,8 @@ _FILE_FIELD: Final = "ref"
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """One attached file: its name as the browser gave it (for messages only) and bytes."""
+    """One attached file's bytes."""
 
-    filename: str
     data: bytes
 
 
@@ -83,8 +82,6 @@ async def read_imagine_form(
             many files (field ``references``).
         ReferenceImageError: a file over ``max_file_bytes`` (with its index).
     """
-    if request.content_type == "application/x-www-form-urlencoded":
-        return await _read_urlencoded(request)
     if request.content_type != "multipart/form-data":
         raise InvalidRequest("request", "send the form as multipart/form-data")
     declared = request.content_length
@@ -120,7 +117,7 @@ async def read_imagine_form(
                     f"at most {max_files} reference images can be attached",
                     (f"0..{max_files}",),
                 )
-            files.append(Upload(part.filename, data))
+            files.append(Upload(data))
             continue
         raw = await _read_capped(part, max_field_bytes)
         if raw is None:
@@ -132,13 +129,3 @@ async def read_imagine_form(
         except UnicodeDecodeError:
             raise InvalidRequest(name, f"{name} is not UTF-8 text") from None
     return ImagineForm(fields, tuple(files))
-
-
-async def _read_urlencoded(request: web.Request) -> ImagineForm:
-    """A form without files (``client_max_size`` bounds the body)."""
-    fields: dict[str, str] = {}
-    for name, value in (await request.post()).items():
-        if name in fields or not isinstance(value, str):
-            raise InvalidRequest(name, f"{name} was given twice or is not text")
-        fields[name] = value
-    return ImagineForm(fields, ())
