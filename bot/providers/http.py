@@ -193,6 +193,7 @@ async def send(
     *,
     provider: str,
     json: Any = None,
+    content: bytes | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     """One HTTP request to a provider; transport failures become ``ProviderUnavailable``
@@ -202,7 +203,7 @@ async def send(
         ProviderUnavailable: the provider could not be reached or the connection broke.
     """
     try:
-        return await client.request(method, url, json=json, headers=headers)
+        return await client.request(method, url, json=json, content=content, headers=headers)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise ProviderUnavailable(provider, f"cannot connect to {provider}", sent=False) from exc
     except httpx.TimeoutException as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -133,17 +134,19 @@ class RunwareProvider:
         model_id = self._model_ids.get(task.request.model)
         if model_id is None:
             raise ProviderProtocolError(PROVIDER, f"no Runware model id for {task.request.model}")
-        body = [
-            with_async_delivery(
-                inference_task(
-                    task.request,
-                    task.size,
-                    task_uuid=task_uuid,
-                    model_id=model_id,
-                    reference_images=[data_uri(ref) for ref in task.references],
-                )
+
+        def encode() -> bytes:
+            # Up to 14 references of megabytes each: base64 and JSON off the event loop.
+            task_body = inference_task(
+                task.request,
+                task.size,
+                task_uuid=task_uuid,
+                model_id=model_id,
+                reference_images=[data_uri(ref) for ref in task.references],
             )
-        ]
+            return json.dumps([with_async_delivery(task_body)]).encode()
+
+        body = await asyncio.to_thread(encode) if task.references else encode()
         log.info(
             "runware submit",
             extra={
@@ -233,7 +236,7 @@ class RunwareProvider:
         )
 
     async def _call(
-        self, tasks: list[dict[str, Any]], refused_statuses: tuple[int, ...] | None = None
+        self, tasks: list[dict[str, Any]] | bytes, refused_statuses: tuple[int, ...] | None = None
     ) -> Envelope:
         """POST one task array, retrying retryable failures (honouring Retry-After).
 
@@ -248,14 +251,18 @@ class RunwareProvider:
             refused_statuses=refused_statuses,
         )
 
-    async def _post_once(self, tasks: list[dict[str, Any]]) -> Envelope:
+    async def _post_once(self, tasks: list[dict[str, Any]] | bytes) -> Envelope:
+        """One POST of a task array (or its JSON, already encoded)."""
         response = await send(
             self._client,
             "POST",
             self._api_url,
             provider=PROVIDER,
-            json=tasks,
-            headers={"Authorization": f"Bearer {self._api_key}"},
+            content=tasks if isinstance(tasks, bytes) else json.dumps(tasks).encode(),
+            headers={
+                "Authorization": f"Bearer {self._api_key}",
+                "Content-Type": "application/json",
+            },
         )
         try:
             envelope = (
