@@ -3,7 +3,6 @@ signatures, redeliveries."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,7 +97,7 @@ async def test_bad_signature_and_stale_timestamp_are_refused_and_submit_nothing(
             type(tampered)(tampered.body.replace(b"a+cat", b"a+dog"), tampered.headers)
         )
         assert altered.status == 401
-        await asyncio.sleep(0.2)
+        await stack.adapter.idle()  # listeners spawn their work before the response
         assert await stack.all_jobs(fake.user.id) == []
         assert not fake.calls("chat.postMessage") and not fake.ephemeral
         refusals = [r for r in caplog.records if "bad signature" in r.getMessage()]
@@ -144,7 +143,7 @@ async def test_bad_flags_and_sizes_are_answered_in_the_ack(fake: FakeSlack, tmp_
         assert model["text"] == "⚠️ --model gpt is not a model. Allowed: pro, nb2."
         usage = (await stack.post(fake.slash_command(text="  "))).json()
         assert usage["text"].startswith("Usage: `/imagine <prompt>")
-        await asyncio.sleep(0.2)
+        await stack.adapter.idle()  # listeners spawn their work before the response
         assert await stack.all_jobs(fake.user.id) == []
         assert not fake.calls("chat.postMessage")
 

@@ -35,7 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.admin import Admin
 from adapters.slack.blocks import edit_modal, error_text
-from adapters.slack.flows import Flows, Place, describe_error
+from adapters.slack.flows import Flows, Place
 from adapters.slack.outgoing import Poster, api_error
 from adapters.slack.translate import (
     EDIT_CALLBACK,
@@ -43,6 +43,7 @@ from adapters.slack.translate import (
     EDIT_INPUT_BLOCK,
     USAGE,
     EditRef,
+    edit_too_short,
     escape_mrkdwn,
     imagine_fields,
     mentions_bot,
@@ -51,7 +52,8 @@ from adapters.slack.translate import (
     prevalidate,
 )
 from bot.catalog import Catalog, ResolvedSize
-from bot.errors import BananabotError, InvalidRequest
+from bot.errors import BananabotError
+from bot.messages import render_error
 from bot.models import ImageRequest
 from bot.money import format_usd
 
@@ -61,9 +63,6 @@ log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 _MESSAGE_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
-_SHORT_EDIT: Final = InvalidRequest(
-    "prompt", "an edit needs an instruction", ("3..45000 characters",)
-)
 
 
 class Seen:
@@ -256,14 +255,14 @@ class Listeners:
             request, size = prevalidate(self._catalog, fields)
             note = _queued_note(self._catalog, request, size)
         except BananabotError as exc:
-            await ack(text=error_text(describe_error(exc)), response_type="ephemeral")
+            await ack(text=error_text(render_error(exc)), response_type="ephemeral")
             return
         trigger = _str(command.get("trigger_id")) or f"none-{uuid.uuid4().hex}"
         await ack(text=note, response_type="ephemeral")
         if not self._seen_first(f"cmd:{trigger}"):
             return  # a retry of a command already being handled
         place = self._command_place(command)
-        self._tasks.spawn(self._flows.imagine(place, request, size, trigger), name="slack-imagine")
+        self._tasks.spawn(self._flows.imagine(place, request, trigger), name="slack-imagine")
 
     async def admin_command(self, ack: AsyncAck, command: JSON) -> None:
         """``/imagine-budget``, ``/imagine-policy``, ``/imagine-usage``: answered ephemerally."""
@@ -378,11 +377,9 @@ class Listeners:
             problem = "This form is out of date; press Edit on the image again."
             await ack(response_action="errors", errors={EDIT_INPUT_BLOCK: problem})
             return
-        if len(instruction) < 3:
-            await ack(
-                response_action="errors",
-                errors={EDIT_INPUT_BLOCK: describe_error(_SHORT_EDIT)},
-            )
+        short = edit_too_short(instruction)
+        if short is not None:
+            await ack(response_action="errors", errors={EDIT_INPUT_BLOCK: render_error(short)})
             return
         await ack()
         key = f"slack:view:{_str(view.get('id'))}:{_str(view.get('hash'))}"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -84,10 +84,6 @@ class SlackDelivery:
     async def on_update(self, update: JobUpdate) -> None:
         """Record the job's latest state and wake its sender; returns at once."""
         await self._coalescer.submit(update)
-
-    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        """Run ``coro`` as a task this delivery owns (cancelled and awaited by :meth:`close`)."""
-        return self._coalescer.spawn(coro, name=name)
 
     async def idle(self) -> None:
         """Wait until every sender has finished (tests and shutdown)."""

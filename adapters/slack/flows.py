@@ -24,25 +24,19 @@ from adapters.slack.translate import (
     ActionRef,
     EditRef,
     ReplyHandle,
+    edit_too_short,
     imagine_fields,
     origin_for,
     prevalidate,
     result_ref,
     strip_mention,
 )
-from bot.catalog import ResolvedSize
-from bot.errors import (
-    BananabotError,
-    InvalidRequest,
-    NotFound,
-    ReferenceImageError,
-    UserInputError,
-)
-from bot.messages import render_error, render_failure
+from bot.errors import BananabotError, ReferenceImageError, UserInputError
+from bot.messages import render_error
 from bot.models import ImageRequest, JobAction, Origin, ReferenceImage
 from bot.service import ImageService, Submitted
 
-__all__ = ["Flows", "Place", "describe_error"]
+__all__ = ["Flows", "Place"]
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +51,6 @@ _ACTION_TITLES: Final = {
 }
 
 Submit = Callable[[Origin], Awaitable[Submitted]]
-
-
-def describe_error(error: BananabotError) -> str:
-    """:func:`bot.messages.render_error`, plus what it leaves generic (a missing job),
-    through :func:`bot.messages.render_failure` (the Discord adapter does the same)."""
-    if isinstance(error, NotFound):
-        return render_failure(error.code, error.message).removesuffix(" You were not charged.")
-    return render_error(error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +107,7 @@ class Flows:
         if isinstance(error, BananabotError):
             level = logging.INFO if isinstance(error, UserInputError) else logging.ERROR
             log.log(level, "Slack request refused", extra={"code": error.code})
-            error = describe_error(error)
+            error = render_error(error)
         await self._poster.ephemeral(handle, error_text(error))
 
     async def _start(self, place: Place, title: str, submit: Submit) -> None:
@@ -156,17 +142,15 @@ class Flows:
             extra={"job": submitted.job.id, "new_job": submitted.created},
         )
 
-    async def _precheck(self, place: Place, request: ImageRequest, size: ResolvedSize) -> None:
+    async def _precheck(self, place: Place, request: ImageRequest) -> None:
         await self._service.quote(request, origin_for(place.team_id, place.handle))
 
     # --- /imagine ---------------------------------------------------------------------------
 
-    async def imagine(
-        self, place: Place, request: ImageRequest, size: ResolvedSize, trigger_id: str
-    ) -> None:
+    async def imagine(self, place: Place, request: ImageRequest, trigger_id: str) -> None:
         """``/imagine`` after its ack: budget check, status message, submit."""
         try:
-            await self._precheck(place, request, size)
+            await self._precheck(place, request)
         except BananabotError as exc:
             await self.refuse(place.handle, exc)
             return
@@ -194,13 +178,9 @@ class Flows:
             parent = await self._parent(place.channel, thread)
         ref = result_ref(parent.get("blocks") or []) if parent is not None else None
         if parent is not None and ref is not None and parent.get("bot_id") == bot_id:
-            if len(text.strip()) < 3:
-                await self.refuse(
-                    place.handle,
-                    InvalidRequest(
-                        "prompt", "an edit needs an instruction", ("3..45000 characters",)
-                    ),
-                )
+            short = edit_too_short(text)
+            if short is not None:
+                await self.refuse(place.handle, short)
                 return
             await self._act(place, JobAction.EDIT, ref, key, text)
             return
@@ -212,8 +192,8 @@ class Flows:
             fields = imagine_fields(text)
             prevalidate(self._service.catalog, fields, pending_references=len(own) + len(inherited))
             references = await self._references([*own, *inherited])
-            request, size = prevalidate(self._service.catalog, fields, references)
-            await self._precheck(place, request, size)
+            request, _ = prevalidate(self._service.catalog, fields, references)
+            await self._precheck(place, request)
         except BananabotError as exc:
             await self.refuse(place.handle, exc)
             return

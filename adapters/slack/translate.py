@@ -34,6 +34,7 @@ __all__ = [
     "action_value",
     "decode_handle",
     "edit_metadata",
+    "edit_too_short",
     "encode_handle",
     "escape_mrkdwn",
     "imagine_fields",
@@ -194,6 +195,14 @@ def prevalidate(
     )
     request = parse_request({**fields, "references": (*references, *placeholders)})
     return request, validate(catalog, request)
+
+
+def edit_too_short(instruction: str) -> InvalidRequest | None:
+    """The refusal for an Edit instruction under 3 characters (the core's own rule, checked
+    here before any I/O: the Edit modal's inline error, a mention in a result's thread)."""
+    if len(instruction.strip()) >= 3:
+        return None
+    return InvalidRequest("prompt", "an edit needs an instruction", ("3..45000 characters",))
 
 
 # --- mentions --------------------------------------------------------------------------------

@@ -285,7 +285,8 @@ class FakeSlack:
         scopes: Bot scopes (``fake.scopes`` is a mutable set; drop ``files:read`` to see
             ``url_private`` answer the HTML login page and ``files.info`` ``missing_scope``).
         file_ready_delay: Seconds (fake clock) after ``files.completeUploadExternal`` during
-            which an image block referencing the file fails with ``invalid_blocks``.
+            which an image block referencing the file fails with ``invalid_blocks``. A file
+            uploaded without a channel is private to the bot and always fails there.
         trigger_ttl: trigger_id lifetime (3 s).
         response_url_uses / response_url_ttl: 5 posts within 1800 s.
         share_delay: Seconds before an uploaded file's message appears in the channel
@@ -901,6 +902,11 @@ class FakeSlack:
             return "invalid slack file"
         if not file.is_image:
             return "invalid slack file (not an image)"
+        if not file.shares and not any(u.id == file.id and u.channel for u in self.uploaded):
+            # Uploaded (or added) without a channel: private to its owner, so an image block
+            # cannot show it (platforms.md 8.2). An upload naming a channel counts at once,
+            # even while its share message is still pending (``share_delay``).
+            return "invalid slack file (the file is not shared in any channel)"
         if self.clock() < file.ready_at:
             return "invalid slack file (the file is still being processed)"
         return None

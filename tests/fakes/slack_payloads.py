@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qsl, quote
 
+from tests.fakes.slack_rules import IMAGE_FILETYPES
+
 __all__ = [
     "LOGIN_PAGE",
     "FakeChannel",
@@ -248,7 +250,7 @@ class FakeFile:
 
     @property
     def is_image(self) -> bool:
-        return self.filetype in ("png", "jpg", "jpeg", "gif")
+        return self.filetype in IMAGE_FILETYPES
 
     @property
     def url_private(self) -> str:

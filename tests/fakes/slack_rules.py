@@ -30,7 +30,6 @@ __all__ = [
     "check_view",
     "parse_blocks",
     "sign",
-    "verify",
 ]
 
 JSON = dict[str, Any]
@@ -150,21 +149,6 @@ def sign(secret: str, timestamp: str | int, body: bytes | str) -> str:
     raw = body.encode() if isinstance(body, str) else body
     base = b"v0:" + str(timestamp).encode() + b":" + raw
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
-def verify(
-    secret: str, timestamp: str | None, body: bytes, signature: str | None, now: float
-) -> bool:
-    """What bolt's ``RequestVerification`` does (5-minute window, constant-time compare)."""
-    if not timestamp or not signature:
-        return False
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        return False
-    if abs(now - ts) > REPLAY_WINDOW:
-        return False
-    return hmac.compare_digest(sign(secret, ts, body), signature)
 
 
 # ======================================================================================

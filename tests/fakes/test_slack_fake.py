@@ -336,8 +336,19 @@ async def test_upload_url_checks_the_length(fake: FakeSlack, client: AsyncWebCli
 async def test_image_block_needs_the_upload_to_settle(
     fake: FakeSlack, client: AsyncWebClient
 ) -> None:
-    up = await client.files_upload_v2(file=RESULT_PNG, filename="result.png")  # private upload
+    # Uploaded without a channel, the file stays private to the bot: never displayable.
+    private = await client.files_upload_v2(file=RESULT_PNG, filename="private.png")
     assert fake.uploaded[0].channel is None and not fake.messages_in(fake.channel.id)
+    fake.advance_clock(fake.file_ready_delay)
+    hidden = [{"type": "image", "slack_file": {"id": private["file"]["id"]}, "alt_text": "x"}]
+    err = await _error(client.chat_postMessage(channel=fake.channel.id, text="x", blocks=hidden))
+    assert err.response["error"] == "invalid_blocks"
+    assert err.response["errors"][0].startswith("invalid slack file")
+    assert err.response["errors"][0].endswith("[json-pointer:/blocks/0/slack_file]")
+
+    up = await client.files_upload_v2(
+        file=RESULT_PNG, filename="result.png", channel=fake.channel.id
+    )
     blocks = [
         {"type": "image", "slack_file": {"id": up["file"]["id"]}, "alt_text": "a cat"},
         *_actions(),
@@ -353,7 +364,7 @@ async def test_image_block_needs_the_upload_to_settle(
     assert ok["message"]["blocks"][0]["slack_file"] == {"id": up["file"]["id"]}
 
     # Real time works too: retry with a short backoff, as the adapter should.
-    second = await client.files_upload_v2(file=PNG, filename="again.png")
+    second = await client.files_upload_v2(file=PNG, filename="again.png", channel=fake.channel.id)
     by_url = [
         {
             "type": "image",
