@@ -21,6 +21,7 @@ from bot.app import App, build_app, run
 from bot.budgets import BudgetCap, CapScope, Period, cap_label
 from bot.errors import BananabotError, ConfigurationError, ReferenceImageError, UserInputError
 from bot.logs import configure_logging, secret_values
+from bot.media.images import EXTENSION_FOR_MIME
 from bot.messages import describe_done, render_error, render_failure, render_reset
 from bot.models import Done, Failed, Generating, JobUpdate, Origin, Queued, parse_request
 from bot.money import format_usd, parse_usd
@@ -32,7 +33,6 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 CLI_WORKSPACE, CLI_CHANNEL = "local", "cli"
-_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -301,7 +301,8 @@ async def _write_images(app: App, done: Done, out: Path) -> int:
         if image.withheld:
             line["withheld"] = "flagged NSFW by the provider; use --allow-nsfw to write it"
         else:
-            path = out / f"{done.job.id}-{image.index + 1}.{_EXT.get(image.mime_type, 'img')}"
+            extension = EXTENSION_FOR_MIME.get(image.mime_type, "img")
+            path = out / f"{done.job.id}-{image.index + 1}.{extension}"
             data = await app.media.get(image.media_key)
             await asyncio.to_thread(path.write_bytes, data)
             line["path"] = str(path)

@@ -30,6 +30,7 @@ from bot.catalog import Catalog
 from bot.coalesce import UpdateCoalescer
 from bot.errors import BananabotError
 from bot.interfaces import MediaStore
+from bot.media.images import EXTENSION_FOR_MIME
 from bot.messages import describe_done, render_failure
 from bot.models import Done, Failed, Generating, JobUpdate, Queued, ResultImage
 
@@ -37,17 +38,11 @@ __all__ = ["SlackDelivery", "result_filename"]
 
 log = logging.getLogger(__name__)
 
-_EXTENSIONS: Final = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/webp": "webp",
-    "image/gif": "gif",
-}
-
 
 def result_filename(image: ResultImage) -> str:
     """``bananabot-<job>-<n>.<ext>`` (the extension tells Slack the file type)."""
-    return f"bananabot-{image.job_id}-{image.index + 1}.{_EXTENSIONS.get(image.mime_type, 'png')}"
+    extension = EXTENSION_FOR_MIME.get(image.mime_type, "png")
+    return f"bananabot-{image.job_id}-{image.index + 1}.{extension}"
 
 
 class SlackDelivery:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.media.images import MAX_PIXELS, decode, encode, probe
+from bot.media.images import EXTENSIONS, MAX_PIXELS, decode, encode, probe
 
 __all__ = ["FittedImage", "fit_upload"]
 
@@ -48,7 +48,7 @@ def fit_upload(
     """
     info = probe(data, max_pixels=max_pixels)
     if len(data) <= limit_bytes:
-        ext = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}[info.format]
+        ext = EXTENSIONS[info.format]
         return FittedImage(data, info.mime_type, ext, reencoded=False)
     image = decode(data, max_pixels=max_pixels)
     try:

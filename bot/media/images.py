@@ -18,7 +18,9 @@ from bot.errors import ReferenceImageError
 __all__ = [
     "ALLOWED_FORMATS",
     "EXTENSIONS",
+    "EXTENSION_FOR_MIME",
     "MAX_PIXELS",
+    "MIME_FOR_EXTENSION",
     "MIME_TYPES",
     "ImageInfo",
     "PreparedImage",
@@ -44,6 +46,16 @@ EXTENSIONS: Final[Mapping[str, str]] = MappingProxyType(
     {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}
 )
 """Format name -> file extension (no dot), for the formats in :data:`ALLOWED_FORMATS`."""
+
+EXTENSION_FOR_MIME: Final[Mapping[str, str]] = MappingProxyType(
+    {MIME_TYPES[name]: EXTENSIONS[name] for name in MIME_TYPES}
+)
+"""Mime type -> file extension (``image/jpeg`` -> ``jpg``)."""
+
+MIME_FOR_EXTENSION: Final[Mapping[str, str]] = MappingProxyType(
+    {EXTENSIONS[name]: MIME_TYPES[name] for name in MIME_TYPES}
+)
+"""File extension -> mime type (``jpg`` -> ``image/jpeg``), as media keys end."""
 
 _NOT_AN_IMAGE = "this file is not a PNG, JPEG, WebP or GIF image"
 _DISPLAY_NAMES: Final = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "GIF": "GIF"}

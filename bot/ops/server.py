@@ -18,6 +18,7 @@ from typing import Final
 from aiohttp import web
 
 from bot.interfaces import MediaStore
+from bot.media.images import MIME_FOR_EXTENSION
 from bot.media.links import LINK_PATH, MediaLinks
 from bot.ops.metrics import CONTENT_TYPE, Metrics
 
@@ -33,12 +34,6 @@ Callback = Callable[[bytes, Mapping[str, str]], int]
 (:meth:`bot.providers.runflow.CallbackReceiver.receive`)."""
 
 _CHECK_TIMEOUT: Final = 2.0
-_MIME_TYPES: Final = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "webp": "image/webp",
-    "gif": "image/gif",
-}
 
 
 class OpsServer:
@@ -174,7 +169,7 @@ class OpsServer:
             raise web.HTTPNotFound(text="no such image (the link may have expired)\n") from exc
         return web.Response(
             body=data,
-            content_type=_MIME_TYPES[key.rsplit(".", 1)[1]],
+            content_type=MIME_FOR_EXTENSION[key.rsplit(".", 1)[1]],
             headers={
                 "Cache-Control": "private, max-age=300",
                 "X-Content-Type-Options": "nosniff",
