@@ -27,6 +27,7 @@ from bot.interfaces import (
 )
 from bot.models import JobAction, JobStatus
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord_rules import MESSAGE_FLAG_LOADING
 from tests.fakes.runware import NSFW_MARKER, SAFETY_BLOCK_MARKER, RunwareEmulator
 from tests.test_discord_harness import (
     Bot,
@@ -313,6 +314,67 @@ async def test_a_job_that_outlives_the_token_is_posted_in_the_channel(tmp_path: 
         assert fake.callbacks_for(vary["id"])[0].type == 5
 
 
+@dataclass
+class SixProvider:
+    """Answers every job with six small PNGs (two messages: 5 images, then 1)."""
+
+    name: str = "six"
+    capabilities: ProviderCapabilities = field(
+        default_factory=lambda: ProviderCapabilities(
+            models=frozenset({"nano-banana-pro", "nano-banana-2"}), reports_cost=False
+        )
+    )
+
+    async def generate(self, task: GenerationTask, on_task_id: TaskIdCallback) -> GenerationResult:
+        await on_task_id(str(uuid.uuid4()))
+        return await self.resume(task, "")
+
+    async def resume(self, task: GenerationTask, task_id: str) -> GenerationResult:
+        return GenerationResult(
+            images=tuple(
+                GeneratedImage(data=png(64, 64, (40 * n, 20, 200)), seed=n) for n in range(6)
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(413, 40005), (401, 50027)],  # an upload refused; the token dead (invalid webhook token)
+)
+async def test_a_failed_followup_posts_only_the_rest_in_the_channel(
+    fake: FakeDiscord, tmp_path: Path, status: int, code: int
+) -> None:
+    async with running_bot(fake, tmp_path, custom_providers={"six": SixProvider()}) as bot:
+        fake.inject_fault(r"^/webhooks/\d+/[^/]+$", method="POST", status=status, code=code)
+        payload = await bot.imagine({"prompt": "six bananas"})
+        channel_path = f"/channels/{fake.channel.id}/messages"
+
+        def posted() -> bool:
+            return any(r.method == "POST" and r.path == channel_path for r in fake.requests)
+
+        await fake.wait_until(posted, 15, "the rest in the channel")
+        await asyncio.sleep(0.3)  # anything posted twice, or a tidy, would arrive by now
+        refused = [r for r in fake.requests if r.method == "POST" and r.status == status]
+        assert len(refused) == 1 and refused[0].path.startswith("/webhooks/")
+
+        delivered = [
+            part.filename
+            for r in fake.requests
+            if r.method in ("POST", "PATCH") and 200 <= r.status < 300
+            for part in r.files
+        ]
+        job_id = await bot.latest_job_id(fake.member.id)
+        assert sorted(delivered) == [f"{job_id}-{n}.png" for n in range(1, 7)]
+
+        # The original keeps its result (5 images and their buttons), untouched by a tidy.
+        original = fake.original_message(payload["id"])
+        assert original is not None and len(original["attachments"]) == 5
+        assert len(custom_ids(original["components"])) == 15
+        assert "see below" not in original["content"] and "six bananas" in original["content"]
+        [rest] = [r for r in fake.requests if r.method == "POST" and r.path == channel_path]
+        assert "(continued)" in body_of(rest)["content"] and len(rest.files) == 1
+
+
 # --- refusals -------------------------------------------------------------------------------
 
 
@@ -342,6 +404,48 @@ async def test_over_budget_is_refused_privately_and_charges_nothing(
         [usage] = await bot.service.budget(await _origin(bot, fake.member.id))
         assert usage.spent_micros == 0 and usage.held_micros == 0
         assert await bot.service.recent(await _origin(bot, fake.member.id)) == []
+
+
+async def test_an_unexpected_error_after_the_defer_is_refused_privately(
+    fake: FakeDiscord,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom: a bug, with a secret-looking detail")
+
+    async with running_bot(fake, tmp_path) as bot:
+        monkeypatch.setattr(bot.service, "submit", broken)
+        payload = await bot.imagine({"prompt": "a banana that hits a bug"})
+        await fake.wait_until(lambda: bool(fake.followups(payload["id"])), 10, "a followup")
+        [private] = fake.followups(payload["id"])
+        assert private["flags"] & EPHEMERAL
+        assert private["content"] == (
+            "⚠️ Something went wrong inside bananabot; you were not charged."
+        )
+        # The public "thinking…" placeholder is gone, not left loading for ever.
+        await fake.wait_until(lambda: fake.original_message(payload["id"]) is None, 5, "delete")
+        [record] = [r for r in caplog.records if "failed after its defer" in r.getMessage()]
+        assert record.exc_info is not None and "boom" in str(record.exc_info[1])
+
+        # A command error that reaches the tree's handler edits the loading message (a
+        # followup would do the same, ignoring ephemeral) instead of leaving it "thinking…".
+        monkeypatch.setattr(bot.service, "job", broken)
+        shown = await bot.send(fake.slash_command("show", {"job": "anything"}))
+
+        def answered() -> bool:
+            message = fake.original_message(shown["id"])
+            return bool(message and "Something went wrong" in (message.get("content") or ""))
+
+        await fake.wait_until(answered, 10, "the edited response")
+        original = fake.original_message(shown["id"])
+        assert original is not None and not original["flags"] & MESSAGE_FLAG_LOADING
+        assert "boom" not in original["content"] and fake.followups(shown["id"]) == []
+        # By "Edit Original", not the deprecated first-followup-edits-the-original path.
+        webhook = f"/webhooks/{fake.application_id}/{shown['token']}"
+        assert not [r for r in fake.requests if r.method == "POST" and r.path == webhook]
+        assert original_patches(fake, shown)
 
 
 async def _origin(bot: Bot, user_id: int):  # type: ignore[no-untyped-def]

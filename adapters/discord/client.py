@@ -19,6 +19,8 @@ from adapters.discord.flows import Flows
 from adapters.discord.translate import imagine_fields, parse_modal_id, ratio_choices
 from adapters.discord.views import ResultButton
 from bot.catalog import Catalog
+from bot.errors import BananabotError
+from bot.messages import render_error
 from bot.policy import TOLERANCE_ORDER
 
 __all__ = ["MAX_SEED", "BananaClient", "add_commands"]
@@ -43,10 +45,14 @@ class _Tree(app_commands.CommandTree[Any]):
         else:
             name = interaction.command.qualified_name if interaction.command else None
             log.error("command failed", exc_info=error, extra={"command": name})
-            text = "⚠️ Something went wrong inside bananabot; you were not charged."
+            text = f"⚠️ {render_error(BananabotError('unexpected error in a command'))}"
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
+                # After a (public) defer the first followup would edit the loading message
+                # anyway, ignoring ``ephemeral`` (platforms.md): say so by editing it.
+                await interaction.edit_original_response(
+                    content=text, allowed_mentions=discord.AllowedMentions.none()
+                )
             else:
                 await interaction.response.send_message(text, ephemeral=True)
         except (discord.HTTPException, RuntimeError):  # RuntimeError: closed while answering

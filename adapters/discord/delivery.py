@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Final
 
 import discord
 
@@ -69,10 +69,6 @@ class DiscordDelivery:
         """Record the job's latest state and wake its sender; returns at once."""
         await self._coalescer.submit(update)
 
-    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        """Run ``coro`` as a task this delivery owns (cancelled and awaited by :meth:`close`)."""
-        return self._coalescer.spawn(coro, name=name)
-
     async def close(self, grace: float = 5.0) -> None:
         """Stop: drop progress at once, give results and failures being posted ``grace``
         seconds, then cancel every sender and wait for them."""
@@ -122,41 +118,56 @@ class DiscordDelivery:
         """Post a result: ``@original`` (+ followups) while the token lives, else channel
         messages mentioning the requester, with the same buttons.
 
+        If the token dies or Discord refuses a message part-way, only the messages not yet
+        posted go to the channel; the original is tidied only when the result never
+        reached it.
+
         Args:
             channel_nsfw: whether the channel it goes to is age-restricted (default: the
                 job's origin channel).
         """
         nsfw = job.origin.channel_nsfw if channel_nsfw is None else channel_nsfw
+        messages: list[Outgoing] | None = None
+        sent = 0
+        note = "Finished after Discord's 15-minute limit: see below."
         if handle.token is None or self._poster.alive(handle):
             messages = await self._messages(handle.filesize_limit, job, images, summary, nsfw)
             try:
                 await self._poster.edit(handle, messages[0])
+                sent = 1
                 for message in messages[1:]:
                     if handle.token is None:
                         await self._poster.channel_send(handle, message, mention=False)
                     else:
                         await self._poster.followup(handle, message, ephemeral=False)
+                    sent += 1
                 return
             except TokenDead:
                 log.info(
-                    "token died during delivery; posting in the channel", extra={"job": job.id}
+                    "token died during delivery; posting the rest in the channel",
+                    extra={"job": job.id, "sent": sent},
                 )
             except discord.HTTPException as exc:
                 # e.g. the response was deleted, or an upload refused (413): the channel
-                # still gets the result, fitted to the bot's own upload limit.
+                # still gets the rest of the result, fitted to the bot's own upload limit.
                 log.warning(
-                    "interaction edit refused; posting in the channel",
-                    extra={"job": job.id, "status": exc.status, "code": exc.code},
+                    "interaction message refused; posting the rest in the channel",
+                    extra={"job": job.id, "status": exc.status, "code": exc.code, "sent": sent},
                 )
                 if handle.token is None:
                     raise
+                note = (
+                    "Discord refused the upload here (too large): see below."
+                    if exc.status == 413
+                    else "Discord refused to post the result here: see below."
+                )
         limit = self._poster.channel_limit(handle)
-        messages = await self._messages(limit, job, images, summary, nsfw)
-        for number, message in enumerate(messages):
+        if messages is None or limit != handle.filesize_limit:
+            messages = await self._messages(limit, job, images, summary, nsfw)
+        for number, message in enumerate(messages[sent:], start=sent):
             await self._poster.channel_send(handle, message, mention=number == 0)
-        await self._poster.tidy_original(
-            handle, f"{header(job)}\nFinished after Discord's 15-minute limit: see below."
-        )
+        if sent == 0:
+            await self._poster.tidy_original(handle, f"{header(job)}\n{note}")
 
     async def _messages(
         self, limit: int, job: Job, images: Sequence[ResultImage], summary: str, nsfw: bool

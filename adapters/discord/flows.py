@@ -18,11 +18,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+import aiohttp
 import discord
 
 from adapters.discord.delivery import DiscordDelivery
 from adapters.discord.inflight import InFlight, tracked
-from adapters.discord.text import describe_error, escape_text
+from adapters.discord.text import escape_text
 from adapters.discord.translate import (
     DEFAULT_UPLOAD_LIMIT,
     ButtonRef,
@@ -42,7 +43,7 @@ from adapters.discord.translate import (
 )
 from adapters.discord.views import INSTRUCTION_FIELD, PROMPT_FIELD, edit_modal, imagine_modal
 from bot.errors import BananabotError, NotFound, ReferenceImageError, UserInputError
-from bot.messages import describe_done, render_failure
+from bot.messages import describe_done, render_error, render_failure
 from bot.models import Done, JobAction, JobStatus, ReferenceImage, parse_request
 from bot.service import ImageService
 
@@ -55,6 +56,8 @@ _PENDING_SECONDS: Final = 3600.0
 _ACKS_FIRST: Final = 0.25
 """Seconds work after an ack may wait for other handlers' acks (see ``_defer``)."""
 _NONE: Final = discord.AllowedMentions.none()
+_INTERNAL: Final = BananabotError("unexpected error in the Discord adapter")
+"""Rendered by :func:`bot.messages.render_error` as its generic internal-error text."""
 
 
 def _images(attachments: Sequence[discord.Attachment]) -> list[discord.Attachment]:
@@ -145,20 +148,25 @@ class Flows:
         self, interaction: discord.Interaction[Any], error: BananabotError
     ) -> None:
         await interaction.response.send_message(
-            f"⚠️ {describe_error(error)}", ephemeral=True, allowed_mentions=_NONE
+            f"⚠️ {render_error(error)}", ephemeral=True, allowed_mentions=_NONE
         )
         self._acked_after(interaction)
 
     async def _refuse(self, handle: ReplyHandle, error: BananabotError) -> None:
         level = logging.INFO if isinstance(error, UserInputError) else logging.ERROR
         log.log(level, "Discord request refused", extra={"code": error.code})
-        await self._delivery.refuse(handle, None, describe_error(error), keep_note=False)
+        await self._delivery.refuse(handle, None, render_error(error), keep_note=False)
+
+    async def _refuse_internal(self, handle: ReplyHandle) -> None:
+        """After an unexpected error (already logged with its traceback): the generic text,
+        privately, as any refusal (never "thinking…" for ever, never a stack trace)."""
+        await self._delivery.refuse(handle, None, render_error(_INTERNAL), keep_note=False)
 
     async def _download(self, attachment: discord.Attachment, index: int) -> ReferenceImage:
         try:
             async with asyncio.timeout(self._download_timeout):
                 data = await attachment.read()
-        except (discord.HTTPException, TimeoutError) as exc:
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             raise ReferenceImageError(
                 f"{attachment.filename} could not be downloaded", index
             ) from exc
@@ -176,11 +184,26 @@ class Flows:
         key: str,
     ) -> None:
         try:
-            references = [await self._download(a, i) for i, a in enumerate(attachments)]
-            request = parse_request({**fields, "references": tuple(references)})
+            references = await self._download_all(attachments)
+            request = parse_request({**fields, "references": references})
             await self._service.submit(request, origin_of(handle, nsfw), idempotency_key=key)
         except BananabotError as exc:
             await self._refuse(handle, exc)
+        except Exception:
+            log.exception("Discord request failed after its defer", extra={"key": key})
+            await self._refuse_internal(handle)
+
+    async def _download_all(
+        self, attachments: Sequence[discord.Attachment]
+    ) -> tuple[ReferenceImage, ...]:
+        """Every reference at once, in order; a failure names the first failing index."""
+        outcomes = await asyncio.gather(
+            *(self._download(a, i) for i, a in enumerate(attachments)), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return tuple(o for o in outcomes if not isinstance(o, BaseException))
 
     def _checked(
         self, fields: Mapping[str, object], attachments: Sequence[discord.Attachment]
@@ -246,6 +269,9 @@ class Flows:
             )
         except BananabotError as exc:
             await self._refuse(handle, exc)
+        except Exception:
+            log.exception("Discord action failed after its defer", extra={"action": action.value})
+            await self._refuse_internal(handle)
 
     @tracked
     async def on_modal(
@@ -301,7 +327,7 @@ class Flows:
         )
         try:
             message = await channel.fetch_message(ref.message_id)
-        except discord.HTTPException:
+        except (discord.HTTPException, aiohttp.ClientError):
             return []
         return _images(message.attachments)
 
@@ -350,7 +376,7 @@ class Flows:
             self._checked(fields, attachments)
         except UserInputError as exc:
             await message.reply(
-                f"⚠️ {describe_error(exc)}", mention_author=False, allowed_mentions=_NONE
+                f"⚠️ {render_error(exc)}", mention_author=False, allowed_mentions=_NONE
             )
             return
         progress = await message.reply(

@@ -10,14 +10,13 @@ from typing import Final
 
 from adapters.discord.translate import ACTION_LABELS
 from bot.catalog import Catalog
-from bot.errors import BananabotError, InvalidRequest, NotFound
-from bot.messages import describe_result, progress_status, render_error, render_failure
+from bot.errors import InvalidRequest
+from bot.messages import describe_result, progress_status
 from bot.models import Generating, Job, JobAction, Queued, ResultImage
 
 __all__ = [
     "button_label",
     "can_upscale",
-    "describe_error",
     "escape_text",
     "failure_note",
     "fit_content",
@@ -30,14 +29,6 @@ __all__ = [
 PROMPT_SHOWN: Final = 300
 _MARKDOWN_RE: Final = re.compile(r"([\\*_~`|\[\]])")
 """Inline Markdown (echoed text never starts a line, so quotes and headings cannot start)."""
-
-
-def describe_error(error: BananabotError) -> str:
-    """:func:`bot.messages.render_error`, plus the error kinds it leaves generic (a missing
-    job) through :func:`bot.messages.render_failure`, which renders them by code."""
-    if isinstance(error, NotFound):
-        return render_failure(error.code, error.message).removesuffix(" You were not charged.")
-    return render_error(error)
 
 
 def escape_text(text: str, limit: int = PROMPT_SHOWN) -> str:

@@ -40,7 +40,7 @@ Pointing discord.py at it (discord.py has no setting for this; both are class at
   ``zstandard`` is importable (untested here), otherwise it sends text frames (discord.py
   accepts text frames in any mode).
 * A bot running in another process needs the same two patches (see
-  :func:`point_discord_py_at`), e.g. driven by environment variables in the adapter.
+  :func:`adapters.discord.point_discord_py`), driven by the adapter's settings.
 
 Delivery and restarts: events (``send_interaction``, ``send_message_create``) go to the
 newest live, READY connection.  While no client is connected they are **queued** and
@@ -95,7 +95,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
-import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.discord_payloads import (
@@ -128,8 +127,7 @@ with warnings.catch_warnings():
     # discord/player.py; under pytest's ``filterwarnings = error`` a bare ``import discord``
     # fails.  Importing it here, once, keeps that warning out of every test using the fake.
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    from discord.gateway import DiscordWebSocket
-    from discord.http import Route
+    from adapters.discord import point_discord_py
 
 __all__ = [
     "DEFAULT_UPLOAD_LIMIT",
@@ -148,7 +146,6 @@ __all__ = [
     "Perm",
     "RecordedPart",
     "RecordedRequest",
-    "point_discord_py_at",
     "pointed_at",
     "running_fake",
 ]
@@ -416,27 +413,10 @@ class _Route:
 # ======================================================================================
 
 
-def point_discord_py_at(api_url: str, gateway_url: str) -> Callable[[], None]:
-    """Patches discord.py's REST base and default gateway; returns a function that restores them.
-
-    Works in any process (e.g. a bot subprocess reading the URLs from its environment).
-    """
-    old_base = Route.BASE
-    old_gateway = DiscordWebSocket.DEFAULT_GATEWAY
-    Route.BASE = api_url.rstrip("/")
-    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
-
-    def restore() -> None:
-        Route.BASE = old_base
-        DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
-
-    return restore
-
-
 @contextlib.contextmanager
 def pointed_at(fake: FakeDiscord) -> Iterator[FakeDiscord]:
     """``with pointed_at(fake):`` points ``Route.BASE`` and ``DEFAULT_GATEWAY`` at the fake."""
-    restore = point_discord_py_at(fake.api_url, fake.gateway_url)
+    restore = point_discord_py(fake.api_url, fake.gateway_url)
     try:
         yield fake
     finally:
@@ -2148,7 +2128,7 @@ class FakeDiscord:
         gid = int(guild_id) if guild_id else None
         if gid is not None and self.get_guild(gid) is None:
             raise ApiError(404, 10004, "Unknown Guild")
-        incoming = validate_commands(rec.json, is_guild=gid is not None)
+        incoming = validate_commands(rec.json)
         existing = {(c.get("type", 1), c["name"]): c for c in self.commands.get(gid, [])}
         stored: list[JSON] = []
         for cmd in incoming:

@@ -238,8 +238,11 @@ def _check_options(issues: Issues, path: list[str | int], options: list[Any], de
                 )
 
 
-def validate_commands(commands: object, *, is_guild: bool) -> list[JSON]:
+def validate_commands(commands: object) -> list[JSON]:
     """Validates a bulk-overwrite body (list of application commands); returns the list.
+
+    ``contexts`` is not checked: Discord ignores it for guild commands and accepts any
+    valid list globally.
 
     Raises:
         ApiError: 400/50035 with an ``errors`` tree indexed by command position.
@@ -289,8 +292,6 @@ def validate_commands(commands: object, *, is_guild: bool) -> list[JSON]:
                 )
         if _text_size(cmd) > 8000:
             issues.add(path, "APPLICATION_COMMAND_TOO_LARGE", "Command exceeds maximum size (8000)")
-        if is_guild and "contexts" in cmd and cmd["contexts"] not in (None, [0]):
-            pass  # Discord ignores contexts for guild commands; accept silently.
     for ctype, cap in ((1, 100), (2, 15), (3, 15)):
         if counts[ctype] > cap:
             issues.add(
