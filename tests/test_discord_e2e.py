@@ -10,7 +10,7 @@ import io
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -246,10 +246,11 @@ def noise_png() -> bytes:
 
 
 @dataclass
-class NoiseProvider:
-    """Answers every job with :func:`noise_png`."""
+class CannedProvider:
+    """Answers every job with the images ``make`` returns (whatever was asked)."""
 
-    name: str = "noise"
+    name: str
+    make: Callable[[], tuple[GeneratedImage, ...]]
     capabilities: ProviderCapabilities = field(
         default_factory=lambda: ProviderCapabilities(
             models=frozenset({"nano-banana-pro", "nano-banana-2"}), reports_cost=False
@@ -261,7 +262,22 @@ class NoiseProvider:
         return await self.resume(task, "")
 
     async def resume(self, task: GenerationTask, task_id: str) -> GenerationResult:
-        return GenerationResult(images=(GeneratedImage(data=noise_png(), seed=7),))
+        return GenerationResult(images=self.make())
+
+
+def noise_provider() -> CannedProvider:
+    """Answers every job with :func:`noise_png`."""
+    return CannedProvider("noise", lambda: (GeneratedImage(data=noise_png(), seed=7),))
+
+
+def six_provider() -> CannedProvider:
+    """Answers every job with six small PNGs (two messages: 5 images, then 1)."""
+    return CannedProvider(
+        "six",
+        lambda: tuple(
+            GeneratedImage(data=png(64, 64, (40 * n, 20, 200)), seed=n) for n in range(6)
+        ),
+    )
 
 
 async def test_a_12_mib_png_is_reencoded_under_the_10_mib_limit(
@@ -269,7 +285,7 @@ async def test_a_12_mib_png_is_reencoded_under_the_10_mib_limit(
 ) -> None:
     big = noise_png()
     assert len(big) > 12 * 1024 * 1024
-    async with running_bot(fake, tmp_path, custom_providers={"noise": NoiseProvider()}) as bot:
+    async with running_bot(fake, tmp_path, custom_providers={"noise": noise_provider()}) as bot:
         payload = await bot.imagine({"prompt": "static", "resolution": "2K", "aspect_ratio": "1:1"})
         await bot.result_of(payload["id"])
         final = original_patches(fake, payload)[-1]
@@ -314,29 +330,6 @@ async def test_a_job_that_outlives_the_token_is_posted_in_the_channel(tmp_path: 
         assert fake.callbacks_for(vary["id"])[0].type == 5
 
 
-@dataclass
-class SixProvider:
-    """Answers every job with six small PNGs (two messages: 5 images, then 1)."""
-
-    name: str = "six"
-    capabilities: ProviderCapabilities = field(
-        default_factory=lambda: ProviderCapabilities(
-            models=frozenset({"nano-banana-pro", "nano-banana-2"}), reports_cost=False
-        )
-    )
-
-    async def generate(self, task: GenerationTask, on_task_id: TaskIdCallback) -> GenerationResult:
-        await on_task_id(str(uuid.uuid4()))
-        return await self.resume(task, "")
-
-    async def resume(self, task: GenerationTask, task_id: str) -> GenerationResult:
-        return GenerationResult(
-            images=tuple(
-                GeneratedImage(data=png(64, 64, (40 * n, 20, 200)), seed=n) for n in range(6)
-            )
-        )
-
-
 @pytest.mark.parametrize(
     ("status", "code"),
     [(413, 40005), (401, 50027)],  # an upload refused; the token dead (invalid webhook token)
@@ -344,7 +337,7 @@ class SixProvider:
 async def test_a_failed_followup_posts_only_the_rest_in_the_channel(
     fake: FakeDiscord, tmp_path: Path, status: int, code: int
 ) -> None:
-    async with running_bot(fake, tmp_path, custom_providers={"six": SixProvider()}) as bot:
+    async with running_bot(fake, tmp_path, custom_providers={"six": six_provider()}) as bot:
         fake.inject_fault(r"^/webhooks/\d+/[^/]+$", method="POST", status=status, code=code)
         payload = await bot.imagine({"prompt": "six bananas"})
         channel_path = f"/channels/{fake.channel.id}/messages"
