@@ -4,10 +4,11 @@ idempotency key is never repeated after a lost answer; a long Retry-After ends r
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from bot.errors import ProviderRateLimited, ProviderRejected, ProviderUnavailable
-from bot.providers.http import parse_retry_after, with_retries
+from bot.providers.http import parse_retry_after, send, with_retries
 
 
 async def test_connect_errors_on_every_try_stay_never_sent() -> None:
@@ -95,3 +96,25 @@ async def test_request_errors_are_not_retried() -> None:
     with pytest.raises(ProviderRejected):
         await with_retries(once, attempts=3, retry_budget=5)
     assert tries == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "sent"),
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.PoolTimeout("no free connection"), False),
+        (httpx.UnsupportedProtocol("ftp"), False),
+        (httpx.ReadTimeout("no answer"), True),
+        (httpx.RemoteProtocolError("dropped"), True),
+    ],
+)
+async def test_only_requests_that_never_left_count_as_never_sent(
+    failure: httpx.TransportError, sent: bool
+) -> None:
+    def transport(request: httpx.Request) -> httpx.Response:
+        raise failure
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(transport)) as client:
+        with pytest.raises(ProviderUnavailable) as caught:
+            await send(client, "POST", "http://provider.test/runs", provider="p", json={})
+    assert caught.value.sent is sent

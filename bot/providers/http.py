@@ -25,6 +25,7 @@ __all__ = [
     "call_rest",
     "deadline",
     "download_image",
+    "never_sent",
     "parse_retry_after",
     "read_model",
     "retry_hook",
@@ -204,14 +205,26 @@ async def send(
     """
     try:
         return await client.request(method, url, json=json, content=content, headers=headers)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        raise ProviderUnavailable(provider, f"cannot connect to {provider}", sent=False) from exc
-    except httpx.TimeoutException as exc:
-        raise ProviderUnavailable(provider, f"{provider} timed out ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
-        raise ProviderUnavailable(
-            provider, f"{provider} connection failed ({type(exc).__name__})"
-        ) from exc
+        if never_sent(exc):
+            raise ProviderUnavailable(
+                provider, f"cannot connect to {provider} ({type(exc).__name__})", sent=False
+            ) from exc
+        if not isinstance(exc, httpx.TimeoutException):
+            raise ProviderUnavailable(
+                provider, f"{provider} connection failed ({type(exc).__name__})"
+            ) from exc
+        raise ProviderUnavailable(provider, f"{provider} timed out ({type(exc).__name__})") from exc
+
+
+def never_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request certainly never left this process: no connection was made
+    (refused, connect timeout), the pool had no connection to give, or the URL is unusable.
+    Anything else (a read or write timeout, a dropped connection) may have been received."""
+    return isinstance(
+        exc,
+        httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.UnsupportedProtocol,
+    )
 
 
 E = TypeVar("E", bound=BaseModel)

@@ -27,6 +27,7 @@ from bot.errors import (
 )
 from bot.providers.gemini.translate import PROVIDER
 from bot.providers.gemini.wire import ErrorBody, ErrorStatus
+from bot.providers.http import never_sent
 
 __all__ = ["error_from_api", "error_from_transport"]
 
@@ -98,10 +99,8 @@ def error_from_transport(exc: httpx.TransportError) -> ProviderError:
     (reliability-security-perf.md §4.1), so those say ``sent``/timeout and are not retried.
     """
     kind = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    if never_sent(exc):
         return ProviderUnavailable(PROVIDER, f"cannot connect to Gemini ({kind})", sent=False)
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return ProviderUnavailable(PROVIDER, f"bad Gemini URL ({kind})", sent=False)
     if isinstance(exc, httpx.TimeoutException):
         return ProviderTimeout(PROVIDER, f"Gemini did not answer in time ({kind})")
     return ProviderUnavailable(PROVIDER, f"Gemini connection failed ({kind})")
