@@ -35,6 +35,7 @@ from bot.providers.http import (
     download_image,
     with_retries,
 )
+from bot.providers.links import reference_urls
 from bot.providers.runbase.translate import (
     DEFAULT_API_URL,
     DEFAULT_MODEL_IDS,
@@ -47,7 +48,6 @@ from bot.providers.runbase.translate import (
     cost_micros,
     error_from_run,
     error_from_status,
-    reference_urls,
     run_body,
 )
 from bot.providers.runbase.wire import ErrorBody, Run
@@ -160,7 +160,12 @@ class RunbaseProvider:
             raise ProviderRejected(
                 PROVIDER, f"Runbase takes at most {MAX_REFERENCES} references", 0, "references"
             )
-        return run_body(task.request, task.size, model_id, reference_urls(task.references))
+        return run_body(
+            task.request,
+            task.size,
+            model_id,
+            reference_urls(task.references, provider=PROVIDER, display_name="Runbase"),
+        )
 
     async def _poll(
         self, task: GenerationTask, run: Run | None, wait: float, *, run_id: str = ""

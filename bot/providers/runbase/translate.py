@@ -20,7 +20,6 @@ from bot.errors import (
     ProviderUnavailable,
     SafetyBlocked,
 )
-from bot.interfaces import ReferenceData
 from bot.models import ImageRequest
 from bot.money import usd_to_micros
 from bot.providers.runbase.wire import ErrorBody, Run
@@ -38,7 +37,6 @@ __all__ = [
     "cost_micros",
     "error_from_run",
     "error_from_status",
-    "reference_urls",
     "run_body",
 ]
 
@@ -82,25 +80,6 @@ _SAFETY_PARTS = ("safety", "nsfw", "content_policy", "moderation", "blocked")
 
 def _refuse(message: str, parameter: str) -> ProviderRejected:
     return ProviderRejected(PROVIDER, message, status=0, parameter=parameter)
-
-
-def reference_urls(references: Sequence[ReferenceData]) -> list[str]:
-    """The ``image_urls`` for the references, in order.
-
-    Raises:
-        ProviderRejected: a reference has no http(s) link (Runbase documents no upload and
-            no inline images, only ``image_urls``); nothing has been sent.
-    """
-    urls = []
-    for index, reference in enumerate(references):
-        if reference.url is None or not reference.url.startswith(("https://", "http://")):
-            raise _refuse(
-                f"Runbase needs reference images as links it can fetch; reference {index + 1} "
-                "has none (bananabot needs BANANABOT_PUBLIC_URL for that)",
-                "references",
-            )
-        urls.append(reference.url)
-    return urls
 
 
 def run_body(

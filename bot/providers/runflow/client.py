@@ -37,6 +37,7 @@ from bot.providers.http import (
     download_image,
     with_retries,
 )
+from bot.providers.links import reference_urls
 from bot.providers.runflow.translate import (
     CANCELED,
     DEFAULT_API_URL,
@@ -51,7 +52,6 @@ from bot.providers.runflow.translate import (
     create_body,
     error_from_run,
     error_from_status,
-    reference_urls,
     run_input,
     runs_path,
 )
@@ -191,7 +191,7 @@ class RunflowProvider:
             raise ProviderRejected(
                 PROVIDER, f"Runflow takes at most {MAX_REFERENCES} references", 0, "references"
             )
-        urls = reference_urls(task.references)
+        urls = reference_urls(task.references, provider=PROVIDER, display_name="Runflow")
         body = create_body(
             run_input(task.request, task.size, rules, urls), task.job_id, self._callback_url
         )

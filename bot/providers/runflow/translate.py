@@ -22,7 +22,6 @@ from bot.errors import (
     ProviderUnavailable,
     SafetyBlocked,
 )
-from bot.interfaces import ReferenceData
 from bot.models import ImageRequest
 from bot.money import usd_to_micros
 from bot.policy import PROVIDER_DEFAULT_TOLERANCE, TOLERANCE_SCALE
@@ -43,7 +42,6 @@ __all__ = [
     "create_body",
     "error_from_run",
     "error_from_status",
-    "reference_urls",
     "run_input",
     "runs_path",
 ]
@@ -127,25 +125,6 @@ def _refuse(message: str, parameter: str) -> ProviderRejected:
 def runs_path(model_path: str, *, edit: bool) -> str:
     """``models/<id>/runs`` or ``models/<id>/edit/runs``, relative to ``RUNFLOW_API_URL`` (§2.1)."""
     return f"models/{model_path.strip('/')}{'/edit' if edit else ''}/runs"
-
-
-def reference_urls(references: Sequence[ReferenceData]) -> list[str]:
-    """The ``image_urls`` for the references, in order.
-
-    Raises:
-        ProviderRejected: a reference has no http(s) link (Runflow fetches references; it
-            takes no inline bytes, §2.2); nothing has been sent.
-    """
-    urls = []
-    for index, reference in enumerate(references):
-        if reference.url is None or not reference.url.startswith(("https://", "http://")):
-            raise _refuse(
-                f"Runflow needs reference images as links it can fetch; reference {index + 1} "
-                "has none (bananabot needs BANANABOT_PUBLIC_URL for that)",
-                "references",
-            )
-        urls.append(reference.url)
-    return urls
 
 
 def run_input(
